@@ -1,0 +1,31 @@
+"""Errors a user can act on: the CLI prints their message as one line and exits non-zero."""
+
+
+class CenterNetError(Exception):
+    """Base class for expected failures (bad input, bad model file, missing extra)."""
+
+
+class CheckpointError(CenterNetError):
+    """A checkpoint that cannot be read or does not match the architecture."""
+
+
+class ModelFileError(CenterNetError):
+    """An ONNX file that cannot be loaded or is not a CenterNet export."""
+
+
+class ImageReadError(CenterNetError):
+    """An image that cannot be read; carries the path for the per-file report."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+class MissingDependencyError(CenterNetError):
+    """An optional extra (torch, openvino, pycocotools) is not installed."""
+
+    def __init__(self, package: str, extra: str) -> None:
+        super().__init__(
+            f"this needs {package}, which is not installed: pip install 'centernet-deploy[{extra}]'"
+        )

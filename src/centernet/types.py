@@ -1,0 +1,129 @@
+"""The three kinds of object that cross module borders: Detections, Letterbox, ModelSpec."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+import numpy as np
+
+from centernet import __version__
+from centernet.errors import CenterNetError
+
+#: Channel statistics of the original CenterNet COCO models, in BGR order.
+COCO_MEAN = (0.408, 0.447, 0.470)
+COCO_STD = (0.289, 0.274, 0.278)
+
+
+@dataclass(frozen=True)
+class Detections:
+    """Boxes of one image in original-image pixels.
+
+    ``xyxy`` is float32 (N, 4), ``scores`` float32 (N,), ``class_ids`` int64 (N,) holding
+    the model's class index (0-based). Sorted by descending score.
+    """
+
+    xyxy: np.ndarray
+    scores: np.ndarray
+    class_ids: np.ndarray
+
+    def __post_init__(self) -> None:
+        n = len(self.scores)
+        if self.xyxy.shape != (n, 4) or self.class_ids.shape != (n,) or self.scores.ndim != 1:
+            raise ValueError(
+                f"inconsistent Detections: xyxy {self.xyxy.shape}, scores {self.scores.shape}, "
+                f"class_ids {self.class_ids.shape}"
+            )
+
+    @classmethod
+    def empty(cls) -> Detections:
+        return cls(
+            np.zeros((0, 4), np.float32), np.zeros((0,), np.float32), np.zeros((0,), np.int64)
+        )
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+    def __getitem__(self, index: Any) -> Detections:
+        """Select boxes with a mask, slice or index array; keeps the three arrays aligned."""
+        if isinstance(index, (int, np.integer)):
+            index = [index]
+        return Detections(self.xyxy[index], self.scores[index], self.class_ids[index])
+
+    @property
+    def xywh(self) -> np.ndarray:
+        """Boxes as (x, y, width, height), the COCO results format."""
+        out = self.xyxy.copy()
+        out[:, 2:] -= out[:, :2]
+        return out
+
+
+@dataclass(frozen=True)
+class Letterbox:
+    """The affine that maps one original image into the network input, and its inverses.
+
+    Created by pre-processing, consumed by post-processing. ``center`` and ``scale`` are the
+    upstream ``c`` and ``s``; ``to_input`` maps original pixels to input pixels;
+    ``output_to_original`` maps output-map cells (input / down_ratio) back to original
+    pixels, computed exactly as upstream ``transform_preds`` does.
+    """
+
+    center: tuple[float, float]
+    scale: tuple[float, float]
+    original_size: tuple[int, int]  # (width, height)
+    input_size: tuple[int, int]  # (width, height)
+    to_input: np.ndarray  # (2, 3) float64
+    input_to_original: np.ndarray  # (2, 3) float64
+    output_to_original: np.ndarray  # (2, 3) float64
+
+    @staticmethod
+    def apply(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
+        """Apply a 2x3 affine to (..., 2) points."""
+        points = np.asarray(points, dtype=np.float64)
+        return points @ matrix[:, :2].T + matrix[:, 2]
+
+
+@dataclass
+class ModelSpec:
+    """What a model file says about itself; stored as JSON in ONNX ``metadata_props``."""
+
+    arch: str
+    num_classes: int
+    class_names: list[str]
+    input_size: tuple[int, int] = (512, 512)  # (height, width) for fix_res
+    mean: tuple[float, float, float] = COCO_MEAN
+    std: tuple[float, float, float] = COCO_STD
+    down_ratio: int = 4
+    output_mode: str = "maps"  # "maps": hm_max/hm/wh/reg; "topk": boxes/scores/classes
+    max_objects: int = 100  # K of ctdet_decode
+    precision: str = "fp32"
+    batch: int | str = 1  # an int, or "dynamic"
+    dynamic_size: bool = False  # spatial dims free (needed by --keep-res)
+    version: str = __version__
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    METADATA_KEY = "centernet"
+
+    def __post_init__(self) -> None:
+        if len(self.class_names) != self.num_classes:
+            raise ValueError(f"{len(self.class_names)} class names for {self.num_classes} classes")
+        self.input_size = tuple(int(v) for v in self.input_size)  # type: ignore[assignment]
+        self.mean = tuple(float(v) for v in self.mean)  # type: ignore[assignment]
+        self.std = tuple(float(v) for v in self.std)  # type: ignore[assignment]
+
+    @property
+    def dynamic_batch(self) -> bool:
+        return self.batch == "dynamic"
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> ModelSpec:
+        try:
+            data = json.loads(text)
+            known = {f.name for f in fields(cls)}
+            return cls(**{k: v for k, v in data.items() if k in known})
+        except (ValueError, TypeError) as exc:
+            raise CenterNetError(f"unreadable CenterNet model metadata: {exc}") from exc
