@@ -1,0 +1,50 @@
+"""Architecture registry: ``ARCHS[name](num_classes, **kwargs) -> nn.Module``.
+
+Every architecture returns raw head outputs as a dict (``hm`` before the sigmoid, ``wh``,
+``reg``) and has the parameter names of the original CenterNet network of that name.
+Importing this package imports torch; inference through ONNX engines never does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from torch import nn
+
+from centernet.models.dlav0 import dlav0_34
+
+ARCHS: dict[str, Callable[..., nn.Module]] = {
+    "dlav0_34": dlav0_34,
+}
+
+DEFAULT_ARCH = "dlav0_34"
+
+
+def create_model(arch: str, num_classes: int, **kwargs) -> nn.Module:
+    """Build a registered architecture with ``num_classes`` heatmap channels."""
+    from centernet.errors import CenterNetError
+
+    if arch not in ARCHS:
+        raise CenterNetError(f"unknown architecture {arch!r}; known: {', '.join(sorted(ARCHS))}")
+    return ARCHS[arch](num_classes, **kwargs)
+
+
+def settle_batchnorm(model: nn.Module, input_size: tuple[int, int], steps: int = 2) -> nn.Module:
+    """Give an untrained model BatchNorm statistics measured on noise input.
+
+    Freshly initialised running statistics (mean 0, var 1) let activations grow layer after
+    layer until the heatmap saturates; measured ones keep a random-weight model in a sane
+    numeric range, so that its export can be checked meaningfully. Returns it in eval mode.
+    """
+    import torch
+
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.reset_running_stats()
+            m.momentum = None  # cumulative average over the steps
+    model.train()
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for _ in range(steps):
+            model(torch.randn(2, 3, *input_size, generator=generator))
+    return model.eval()

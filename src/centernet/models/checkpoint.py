@@ -1,0 +1,156 @@
+"""Read CenterNet checkpoints (original ``{'epoch', 'state_dict'}`` format or a bare state_dict).
+
+A checkpoint is untrusted input: it is read with ``torch.load(weights_only=True)``, and every
+way it can fail to match the architecture ends in one ``CheckpointError`` that names the
+missing, unexpected and mis-shaped keys.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from centernet.errors import CheckpointError
+from centernet.models import DEFAULT_ARCH, create_model
+
+_SHOW = 4  # keys listed per category in a mismatch message
+
+
+@dataclass
+class LoadedCheckpoint:
+    """A model with its weights loaded, and what the checkpoint said about itself."""
+
+    model: nn.Module
+    arch: str
+    num_classes: int
+    arch_args: dict[str, Any] = field(default_factory=dict)
+    epoch: int | None = None
+    class_names: list[str] | None = None
+
+
+def read_state_dict(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Return (state_dict without ``module.`` prefixes, the checkpoint's other entries)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for a non-checkpoint file
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({reason})") from None
+    if not isinstance(obj, dict):
+        raise CheckpointError(f"{path}: not a checkpoint (holds a {type(obj).__name__})")
+    extra: dict[str, Any] = {}
+    if "state_dict" in obj and isinstance(obj["state_dict"], dict):
+        extra = {k: v for k, v in obj.items() if k not in ("state_dict", "optimizer")}
+        obj = obj["state_dict"]
+    tensors = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+    if not tensors:
+        raise CheckpointError(f"{path}: no tensors in the checkpoint")
+    state = {k[len("module.") :] if k.startswith("module.") else k: v for k, v in tensors.items()}
+    return state, extra
+
+
+def num_classes_of(state: dict[str, torch.Tensor]) -> int:
+    """The heatmap head's output channels: the last ``hm.*weight`` entry's first dimension."""
+    hm_weights = [k for k in state if k.startswith("hm.") and k.endswith("weight")]
+    if not hm_weights:
+        raise CheckpointError("checkpoint has no 'hm' head: not a CenterNet ctdet checkpoint")
+    return int(state[hm_weights[-1]].shape[0])
+
+
+def guess_family(keys: set[str]) -> str | None:
+    """Name the original architecture family a key set looks like, for error messages."""
+    if any(k.startswith("base.") for k in keys) and any(k.startswith("dla_up.") for k in keys):
+        if any(".conv_offset_mask." in k for k in keys) or any(
+            k.startswith("ida_up.") for k in keys
+        ):
+            return "dla_34 (DLA-34 with DCN)"
+        return "dlav0_34"
+    if any(k.startswith("layer1.") for k in keys):
+        dcn = any("conv_offset_mask" in k for k in keys)
+        return "a ResNet (resdcn_*)" if dcn else "a ResNet (res_*)"
+    if any(k.startswith("pre.") or k.startswith("kps.") for k in keys):
+        return "hourglass"
+    return None
+
+
+def _describe(keys: list[str]) -> str:
+    shown = ", ".join(keys[:_SHOW])
+    return shown + (f", ... ({len(keys) - _SHOW} more)" if len(keys) > _SHOW else "")
+
+
+def check_compatible(model: nn.Module, state: dict[str, torch.Tensor], arch: str) -> None:
+    """Raise one CheckpointError naming every kind of mismatch, or return quietly."""
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    misshaped = [
+        f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in state and state[k].shape != v.shape
+    ]
+    if not (missing or unexpected or misshaped):
+        return
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} missing ({_describe(missing)})")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected ({_describe(unexpected)})")
+    if misshaped:
+        parts.append(f"{len(misshaped)} mis-shaped ({_describe(misshaped)})")
+    family = guess_family(set(state))
+    hint = f"; its keys look like {family}" if family and not family.startswith(arch) else ""
+    raise CheckpointError(f"checkpoint does not match {arch}: " + "; ".join(parts) + hint)
+
+
+def load_checkpoint(path: str | Path, arch: str | None = None) -> LoadedCheckpoint:
+    """Build the architecture and load the checkpoint into it strictly; eval mode."""
+    state, extra = read_state_dict(path)
+    stored_arch = extra.get("arch") if isinstance(extra.get("arch"), str) else None
+    arch = arch or stored_arch or DEFAULT_ARCH
+    arch_args = extra.get("arch_args") if arch == stored_arch else None
+    arch_args = dict(arch_args) if isinstance(arch_args, dict) else {}
+    num_classes = num_classes_of(state)
+    model = create_model(arch, num_classes, **arch_args)
+    check_compatible(model, state, arch)
+    model.load_state_dict(state, strict=True)
+    model.eval()
+    names = extra.get("class_names")
+    epoch = extra.get("epoch")
+    return LoadedCheckpoint(
+        model=model,
+        arch=arch,
+        num_classes=num_classes,
+        arch_args=arch_args,
+        epoch=int(epoch) if isinstance(epoch, int) else None,
+        class_names=list(names) if isinstance(names, list) and len(names) == num_classes else None,
+    )
+
+
+def save_checkpoint(
+    path: str | Path,
+    model: nn.Module,
+    epoch: int,
+    arch: str,
+    arch_args: dict[str, Any] | None = None,
+    class_names: list[str] | None = None,
+    optimizer: torch.optim.Optimizer | None = None,
+) -> None:
+    """Write the original format ``{'epoch', 'state_dict'}`` plus what rebuilds the model.
+
+    The extra keys (arch, arch_args, class_names) are plain data, so the original
+    CenterNet loader, which reads only ``state_dict``, still accepts the file.
+    """
+    data: dict[str, Any] = {"epoch": epoch, "state_dict": model.state_dict(), "arch": arch}
+    if arch_args:
+        data["arch_args"] = dict(arch_args)
+    if class_names:
+        data["class_names"] = list(class_names)
+    if optimizer is not None:
+        data["optimizer"] = optimizer.state_dict()
+    torch.save(data, Path(path))
