@@ -1,0 +1,42 @@
+"""Engines that run a model file: ONNX Runtime (default), torch (checkpoints).
+
+Optional engines are imported only when asked for, so inference through ONNX Runtime
+never imports torch.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from centernet.engines.base import Engine, EngineOptions
+from centernet.errors import CenterNetError, MissingDependencyError
+
+ENGINES = ("auto", "onnxruntime", "torch")
+
+
+def open_engine(
+    model: str | Path, engine: str = "auto", options: EngineOptions | None = None
+) -> Engine:
+    """Open ``model`` (.onnx or .pth) with the named engine; "auto" picks by file type."""
+    options = options or EngineOptions()
+    path = Path(model)
+    if not path.is_file():
+        raise CenterNetError(f"{path}: no such model file")
+    if engine == "auto":
+        engine = "torch" if path.suffix in (".pth", ".pt") else "onnxruntime"
+    if engine == "onnxruntime":
+        from centernet.engines.onnxruntime import OnnxRuntimeEngine
+
+        return OnnxRuntimeEngine(path, options)
+    if engine == "torch":
+        try:
+            import torch  # noqa: F401
+        except ImportError:
+            raise MissingDependencyError("torch", "torch") from None
+        from centernet.engines.torch import TorchEngine
+
+        return TorchEngine(path, options)
+    raise CenterNetError(f"unknown engine {engine!r}; choose from {', '.join(ENGINES)}")
+
+
+__all__ = ["ENGINES", "Engine", "EngineOptions", "open_engine"]

@@ -1,0 +1,68 @@
+"""ONNX Runtime engine: CPU by default, CUDA/TensorRT providers with ``device="cuda"``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from centernet.engines.base import EngineOptions
+from centernet.errors import CenterNetError, ModelFileError
+from centernet.types import ModelSpec
+
+_CUDA_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
+
+
+def providers_for(device: str) -> list[str]:
+    """Execution providers for ``device``; a clear error when CUDA ones are not installed."""
+    if device == "cpu":
+        return ["CPUExecutionProvider"]
+    if device == "cuda":
+        available = [p for p in _CUDA_PROVIDERS if p in ort.get_available_providers()]
+        if not available:
+            raise CenterNetError(
+                "onnxruntime has no CUDA provider here; install onnxruntime-gpu "
+                "(pip install onnxruntime-gpu) on a machine with CUDA"
+            )
+        return [*available, "CPUExecutionProvider"]
+    raise CenterNetError(f"unknown device {device!r}; choose cpu or cuda")
+
+
+class OnnxRuntimeEngine:
+    """An exported CenterNet ONNX file in an ``ort.InferenceSession``."""
+
+    name = "onnxruntime"
+
+    def __init__(self, path: str | Path, options: EngineOptions = EngineOptions()) -> None:
+        self.path = Path(path)
+        session_options = ort.SessionOptions()
+        if options.threads:
+            session_options.intra_op_num_threads = options.threads
+        session_options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        session_options.log_severity_level = 3
+        providers = providers_for(options.device)
+        try:
+            self.session = ort.InferenceSession(
+                str(self.path), session_options, providers=providers
+            )
+        except Exception as exc:
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ModelFileError(f"{self.path}: cannot load as an ONNX model ({reason})") from None
+        metadata = self.session.get_modelmeta().custom_metadata_map
+        if ModelSpec.METADATA_KEY not in metadata:
+            raise ModelFileError(
+                f"{self.path}: not a CenterNet export (no '{ModelSpec.METADATA_KEY}' metadata); "
+                "make one with `centernet export`"
+            )
+        self.spec = ModelSpec.from_json(metadata[ModelSpec.METADATA_KEY])
+        self.output_names = [o.name for o in self.session.get_outputs()]
+        self.input_name = self.session.get_inputs()[0].name
+
+    @property
+    def batch_size(self) -> int | None:
+        return None if self.spec.dynamic_batch else int(self.spec.batch)
+
+    def __call__(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        outputs = self.session.run(self.output_names, {self.input_name: batch})
+        return dict(zip(self.output_names, outputs))

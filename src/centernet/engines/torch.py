@@ -1,0 +1,51 @@
+"""Torch engine: runs an original (or our own) checkpoint as is, on CPU or CUDA."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from centernet.classes import class_names_for
+from centernet.engines.base import EngineOptions
+from centernet.errors import CenterNetError
+from centernet.export import MAP_OUTPUTS, DeployModel
+from centernet.models.checkpoint import load_checkpoint
+from centernet.types import ModelSpec
+
+
+class TorchEngine:
+    """A checkpoint wrapped like the exported graph (sigmoid + max-pool), in eager mode."""
+
+    name = "torch"
+
+    def __init__(self, path: str | Path, options: EngineOptions = EngineOptions()) -> None:
+        if options.device == "cuda" and not torch.cuda.is_available():
+            raise CenterNetError("torch has no CUDA device here; use --device cpu")
+        if options.threads:
+            torch.set_num_threads(options.threads)
+        loaded = load_checkpoint(path, options.arch)
+        self.device = torch.device(options.device)
+        self.model = DeployModel(loaded.model).to(self.device).eval()
+        names = loaded.class_names
+        if names is None or options.classes_file:
+            names = class_names_for(loaded.num_classes, options.classes_file)
+        self.spec = ModelSpec(
+            arch=loaded.arch,
+            num_classes=loaded.num_classes,
+            class_names=names,
+            input_size=options.input_size,
+            batch="dynamic",
+            dynamic_size=True,
+            extra={"arch_args": loaded.arch_args} if loaded.arch_args else {},
+        )
+
+    @property
+    def batch_size(self) -> int | None:
+        return None
+
+    @torch.inference_mode()
+    def __call__(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        outputs = self.model(torch.from_numpy(batch).to(self.device))
+        return {name: t.float().cpu().numpy() for name, t in zip(MAP_OUTPUTS, outputs)}

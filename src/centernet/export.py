@@ -1,0 +1,142 @@
+"""PyTorch network -> ONNX graph ending in sigmoid + 3x3 heatmap max-pool, with its ModelSpec.
+
+The exported graph has one input ``input`` (N, 3, H, W) and the outputs ``hm_max``, ``hm``,
+``wh``, ``reg``. Putting the max-pool in the graph (as the reference deployment does) lets
+the engine do the only dense step of peak finding. After writing, the file is checked by
+running it in ONNX Runtime against the torch model on the same input.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from centernet.errors import CenterNetError
+from centernet.types import ModelSpec
+
+INPUT_NAME = "input"
+MAP_OUTPUTS = ("hm_max", "hm", "wh", "reg")
+MIN_OPSET = 17
+
+
+class DeployModel(nn.Module):
+    """Network + sigmoid on ``hm`` + 3x3 max-pool of the heatmap, as a 4-tuple of maps."""
+
+    def __init__(self, network: nn.Module) -> None:
+        super().__init__()
+        self.network = network
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        out = self.network(x)
+        hm = torch.sigmoid(out["hm"])
+        hm_max = F.max_pool2d(hm, kernel_size=3, stride=1, padding=1)
+        return hm_max, hm, out["wh"], out["reg"]
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    """What shape of graph to write."""
+
+    batch: int = 1
+    dynamic_batch: bool = False
+    dynamic_size: bool = False  # free H and W, needed for --keep-res
+    opset: int = MIN_OPSET
+    verify: bool = True
+    hm_tolerance: float = 1e-4  # max abs difference of hm, ONNX Runtime vs torch
+
+
+@dataclass
+class ExportResult:
+    path: Path
+    spec: ModelSpec
+    seconds: float
+    max_abs_diff: dict[str, float] = field(default_factory=dict)
+
+
+def write_spec(model: onnx.ModelProto, spec: ModelSpec) -> None:
+    """Store ``spec`` as JSON under metadata key ``centernet`` (replacing an old one)."""
+    kept = [p for p in model.metadata_props if p.key != ModelSpec.METADATA_KEY]
+    del model.metadata_props[:]
+    model.metadata_props.extend(kept)
+    entry = model.metadata_props.add()
+    entry.key = ModelSpec.METADATA_KEY
+    entry.value = spec.to_json()
+
+
+def read_spec(model: onnx.ModelProto) -> ModelSpec | None:
+    for prop in model.metadata_props:
+        if prop.key == ModelSpec.METADATA_KEY:
+            return ModelSpec.from_json(prop.value)
+    return None
+
+
+def export_onnx(
+    network: nn.Module, path: str | Path, spec: ModelSpec, config: ExportConfig = ExportConfig()
+) -> ExportResult:
+    """Trace ``network`` (returns a dict with hm/wh/reg) to ``path`` and verify it."""
+    if config.opset < MIN_OPSET:
+        raise CenterNetError(f"opset {config.opset} is too old; use {MIN_OPSET} or newer")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    height, width = spec.input_size
+    batch = 2 if config.dynamic_batch else config.batch
+    deploy = DeployModel(network).eval()
+    example = torch.randn(batch, 3, height, width)
+    axes: dict[str, dict[int, str]] = {}
+    if config.dynamic_batch or config.dynamic_size:
+        for name in (INPUT_NAME, *MAP_OUTPUTS):
+            axes[name] = {}
+            if config.dynamic_batch:
+                axes[name][0] = "batch"
+            if config.dynamic_size:
+                axes[name].update({2: "height", 3: "width"})
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
+        torch.onnx.export(
+            deploy,
+            (example,),
+            str(path),
+            input_names=[INPUT_NAME],
+            output_names=list(MAP_OUTPUTS),
+            opset_version=config.opset,
+            dynamic_axes=axes or None,
+            do_constant_folding=True,
+            dynamo=False,
+        )
+    spec.batch = "dynamic" if config.dynamic_batch else config.batch
+    spec.dynamic_size = config.dynamic_size
+    spec.output_mode = "maps"
+    model = onnx.load(str(path))
+    write_spec(model, spec)
+    model.producer_name = "centernet-deploy"
+    onnx.save(model, str(path))
+    result = ExportResult(path=path, spec=spec, seconds=0.0)
+    if config.verify:
+        result.max_abs_diff = verify_against_torch(deploy, path, example)
+        if result.max_abs_diff["hm"] > config.hm_tolerance:
+            raise CenterNetError(
+                f"exported model disagrees with torch: max |hm| difference "
+                f"{result.max_abs_diff['hm']:.2e} > {config.hm_tolerance:.0e}"
+            )
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def verify_against_torch(deploy: nn.Module, path: Path, example: torch.Tensor) -> dict[str, float]:
+    """Max abs difference per output between ONNX Runtime and torch on ``example``."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    got = dict(zip(MAP_OUTPUTS, session.run(list(MAP_OUTPUTS), {INPUT_NAME: example.numpy()})))
+    with torch.no_grad():
+        expected = dict(zip(MAP_OUTPUTS, (t.numpy() for t in deploy(example))))
+    return {k: float(np.max(np.abs(got[k] - expected[k]))) for k in MAP_OUTPUTS}

@@ -1,0 +1,84 @@
+"""Export: ONNX Runtime against torch on the same weights; graph shape, names and metadata."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from centernet.engines import open_engine  # noqa: E402
+from centernet.errors import ModelFileError  # noqa: E402
+from centernet.export import MAP_OUTPUTS, DeployModel, ExportConfig, export_onnx  # noqa: E402
+from centernet.models import create_model, settle_batchnorm  # noqa: E402
+from centernet.types import ModelSpec  # noqa: E402
+from tests.conftest import TINY_CLASSES, TINY_SIZE  # noqa: E402
+
+
+def test_full_size_dlav0_matches_torch(tmp_path):
+    torch.manual_seed(1)
+    network = settle_batchnorm(create_model("dlav0_34", 80), (256, 256))
+    spec = ModelSpec("dlav0_34", 80, [f"c{i}" for i in range(80)], input_size=(256, 256))
+    result = export_onnx(network, tmp_path / "full.onnx", spec)
+    assert result.max_abs_diff["hm"] < 1e-4
+    # An independent run on a fresh input: ORT against torch eager with sigmoid + max-pool.
+    x = torch.randn(1, 3, 256, 256)
+    session = ort.InferenceSession(str(tmp_path / "full.onnx"), providers=["CPUExecutionProvider"])
+    got = dict(zip(MAP_OUTPUTS, session.run(list(MAP_OUTPUTS), {"input": x.numpy()})))
+    with torch.no_grad():
+        raw = network(x)
+    hm = torch.sigmoid(raw["hm"])
+    assert np.max(np.abs(got["hm"] - hm.numpy())) < 1e-4
+    assert (
+        np.max(np.abs(got["hm_max"] - torch.nn.functional.max_pool2d(hm, 3, 1, 1).numpy())) < 1e-4
+    )
+    assert np.allclose(got["wh"], raw["wh"].numpy(), rtol=1e-3, atol=1e-4)
+    assert np.allclose(got["reg"], raw["reg"].numpy(), rtol=1e-3, atol=1e-4)
+
+
+@pytest.mark.parametrize("dynamic", [False, True])
+def test_graph_io_and_spec(tiny_network, tmp_path, dynamic):
+    spec = ModelSpec("dlav0_34", 3, TINY_CLASSES, input_size=TINY_SIZE)
+    config = ExportConfig(batch=3, dynamic_batch=dynamic)
+    export_onnx(tiny_network, tmp_path / "m.onnx", spec, config)
+    model = onnx.load(str(tmp_path / "m.onnx"))
+    assert model.opset_import[0].version >= 17
+    assert [o.name for o in model.graph.output] == list(MAP_OUTPUTS)
+    batch_dim = model.graph.input[0].type.tensor_type.shape.dim[0]
+    assert (batch_dim.dim_param == "batch") if dynamic else (batch_dim.dim_value == 3)
+    engine = open_engine(tmp_path / "m.onnx")
+    assert engine.spec.class_names == TINY_CLASSES
+    assert engine.spec.batch == ("dynamic" if dynamic else 3)
+    assert engine.batch_size == (None if dynamic else 3)
+    outputs = engine(np.zeros((3, 3, *TINY_SIZE), np.float32))
+    assert outputs["hm"].shape == (3, 3, TINY_SIZE[0] // 4, TINY_SIZE[1] // 4)
+
+
+def test_deploy_model_is_sigmoid_and_pool(tiny_network):
+    x = torch.randn(2, 3, 64, 96)
+    with torch.no_grad():
+        hm_max, hm, wh, reg = DeployModel(tiny_network)(x)
+        raw = tiny_network(x)
+    assert torch.equal(hm, torch.sigmoid(raw["hm"]))
+    # max-pool by hand: the max of each 3x3 neighbourhood
+    padded = torch.nn.functional.pad(hm, (1, 1, 1, 1), value=-1.0)
+    windows = padded.unfold(2, 3, 1).unfold(3, 3, 1)
+    assert torch.equal(hm_max, windows.amax(dim=(-1, -2)))
+
+
+def test_onnx_that_is_not_centernet_is_one_clear_error(tmp_path):
+    node = onnx.helper.make_node("Relu", ["x"], ["y"])
+    graph = onnx.helper.make_graph(
+        [node],
+        "g",
+        [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1])],
+        [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1])],
+    )
+    onnx.save(onnx.helper.make_model(graph), str(tmp_path / "relu.onnx"))
+    with pytest.raises(ModelFileError, match="not a CenterNet export"):
+        open_engine(tmp_path / "relu.onnx")
+    (tmp_path / "junk.onnx").write_bytes(b"\x00garbage" * 10)
+    with pytest.raises(ModelFileError, match="cannot load as an ONNX model"):
+        open_engine(tmp_path / "junk.onnx")
