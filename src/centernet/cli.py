@@ -1,0 +1,342 @@
+"""The ``centernet`` command: parse arguments, call the library, print a summary.
+
+Expected failures (CenterNetError) end as one line on stderr and exit status 2; a run in
+which some images could not be read exits 1 after finishing the rest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from centernet import __version__
+from centernet.errors import CenterNetError
+
+EXIT_OK, EXIT_SOME_FAILED, EXIT_ERROR = 0, 1, 2
+
+
+def _input_size(text: str) -> tuple[int, int]:
+    """'512' or 'HxW' -> (height, width), multiples of 32."""
+    try:
+        parts = [int(p) for p in text.lower().split("x")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (use 512 or 384x640)") from None
+    if len(parts) == 1:
+        parts *= 2
+    if len(parts) != 2 or any(p <= 0 or p % 32 for p in parts):
+        raise argparse.ArgumentTypeError(f"size must be a positive multiple of 32: {text!r}")
+    return parts[0], parts[1]
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1: {text}")
+    return value
+
+
+def _progress(iterable, total: int, desc: str):
+    from tqdm import tqdm
+
+    return tqdm(iterable, total=total, desc=desc, unit="img", file=sys.stderr, disable=None)
+
+
+def _engine_options(args: argparse.Namespace):
+    from centernet.engines import EngineOptions
+
+    return EngineOptions(
+        device=args.device,
+        threads=args.threads,
+        arch=getattr(args, "arch", None),
+        classes_file=getattr(args, "classes", None),
+    )
+
+
+def _add_engine_args(parser: argparse.ArgumentParser) -> None:
+    from centernet.engines import ENGINES
+
+    parser.add_argument(
+        "--engine",
+        default="auto",
+        choices=ENGINES,
+        help="auto: torch for .pth, onnxruntime for .onnx",
+    )
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    parser.add_argument("--threads", type=_positive_int, default=None, help="engine threads")
+    parser.add_argument(
+        "--batch",
+        type=_positive_int,
+        default=None,
+        help="images per forward pass (a static-batch model fixes it)",
+    )
+    parser.add_argument(
+        "--keep-res",
+        action="store_true",
+        help="original resolution padded to 32 (model needs --dynamic-size)",
+    )
+    parser.add_argument("--arch", default=None, help="architecture of a .pth checkpoint")
+    parser.add_argument("--classes", default=None, help="class names of a .pth, one per line")
+
+
+# ---------------------------------------------------------------- export
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    try:
+        import torch
+    except ImportError:
+        from centernet.errors import MissingDependencyError
+
+        raise MissingDependencyError("torch", "torch") from None
+    from centernet.classes import class_names_for
+    from centernet.export import ExportConfig, export_onnx
+    from centernet.models import DEFAULT_ARCH, create_model, settle_batchnorm
+    from centernet.models.checkpoint import load_checkpoint
+    from centernet.types import ModelSpec
+
+    extra: dict = {}
+    if args.checkpoint is None:
+        if not args.random_init:
+            raise CenterNetError("give a checkpoint, or --random-init for untrained weights")
+        torch.manual_seed(args.seed)
+        arch = args.arch or DEFAULT_ARCH
+        network = settle_batchnorm(create_model(arch, args.num_classes), args.input_size)
+        num_classes, names = args.num_classes, None
+        extra["weights"] = "random initialisation: not trained, detections are meaningless"
+    else:
+        loaded = load_checkpoint(args.checkpoint, args.arch)
+        arch, network, num_classes = loaded.arch, loaded.model, loaded.num_classes
+        names = loaded.class_names
+        if loaded.arch_args:
+            extra["arch_args"] = loaded.arch_args
+        extra["checkpoint"] = Path(args.checkpoint).name
+    if names is None or args.classes:
+        names = class_names_for(num_classes, args.classes)
+    spec = ModelSpec(
+        arch=arch,
+        num_classes=num_classes,
+        class_names=names,
+        input_size=args.input_size,
+        extra=extra,
+    )
+    config = ExportConfig(
+        batch=args.batch,
+        dynamic_batch=args.dynamic_batch,
+        dynamic_size=args.dynamic_size,
+        opset=args.opset,
+        verify=not args.no_verify,
+    )
+    result = export_onnx(network, args.output, spec, config)
+    size_mb = result.path.stat().st_size / 1e6
+    batch = "N" if config.dynamic_batch else str(config.batch)
+    hw = "HxW" if config.dynamic_size else f"{spec.input_size[0]}x{spec.input_size[1]}"
+    check = (
+        f", max |hm| diff vs torch {result.max_abs_diff['hm']:.1e}"
+        if result.max_abs_diff
+        else ", not verified"
+    )
+    print(
+        f"wrote {result.path}: {arch}, {num_classes} classes, input {batch}x3x{hw}, "
+        f"opset {config.opset}, {size_mb:.1f} MB{check}, {result.seconds:.1f} s"
+    )
+    if "weights" in extra:
+        print("note: random weights - this model is for trying the tool, not for detecting")
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------- detect
+
+
+def _unique_name(path: str, taken: set[str]) -> str:
+    name = Path(path).name
+    stem, suffix, n = Path(name).stem, Path(name).suffix, 1
+    while name in taken:
+        name = f"{stem}_{n}{suffix}"
+        n += 1
+    taken.add(name)
+    return name
+
+
+def cmd_detect(args: argparse.Namespace) -> int:
+    import cv2
+
+    from centernet.datasets.coco import category_ids_for, detections_to_coco, load_annotations
+    from centernet.draw import draw_detections
+    from centernet.images import collect_image_paths
+    from centernet.pipeline import Detector
+
+    paths = collect_image_paths(args.images, args.file_list)
+    if not paths:
+        raise CenterNetError("no images given")
+    detector = Detector(
+        args.model,
+        engine=args.engine,
+        threshold=args.threshold,
+        max_dets=args.max_dets,
+        batch_size=args.batch,
+        keep_res=args.keep_res,
+        options=_engine_options(args),
+    )
+    annotations = load_annotations(args.ann) if args.ann else None
+    ids_by_name = {im.file_name: im.id for im in annotations.images} if annotations else {}
+    category_ids = category_ids_for(detector.spec.class_names, annotations)
+    out = Path(args.out)
+    (out / "images" if args.save_images else out).mkdir(parents=True, exist_ok=True)
+    entries, failed, boxes, taken = [], 0, 0, set()
+    started = time.perf_counter()
+    for result in _progress(detector.stream(paths), len(paths), "detect"):
+        if not result.ok:
+            failed += 1
+            print(f"centernet: skipped {result.source}: {result.error}", file=sys.stderr)
+            continue
+        name = Path(result.source).name
+        entries += detections_to_coco(
+            result.detections, category_ids, file_name=name, image_id=ids_by_name.get(name)
+        )
+        boxes += len(result.detections)
+        if args.save_images:
+            drawn = draw_detections(result.image, result.detections, detector.spec.class_names)
+            cv2.imwrite(str(out / "images" / _unique_name(result.source, taken)), drawn)
+    seconds = time.perf_counter() - started
+    (out / "detections.json").write_text(json.dumps(entries))
+    done = len(paths) - failed
+    print(
+        f"detected {done} of {len(paths)} images in {seconds:.1f} s "
+        f"({done / max(seconds, 1e-9):.1f} img/s): {boxes} boxes >= {args.threshold}; "
+        f"{failed} failed; wrote {out / 'detections.json'}"
+        + (f" and {done} images in {out / 'images'}" if args.save_images else "")
+    )
+    if "weights" in detector.spec.extra:
+        print(f"note: {detector.spec.extra['weights']}")
+    return EXIT_SOME_FAILED if failed else EXIT_OK
+
+
+# ---------------------------------------------------------------- eval
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from centernet.datasets.coco import category_ids_for, detections_to_coco, load_annotations
+    from centernet.evaluate import COCO_STAT_LABELS, COCO_STAT_NAMES, coco_evaluate
+    from centernet.pipeline import Detector
+
+    annotations = load_annotations(args.ann)
+    images = annotations.images[: args.limit] if args.limit else annotations.images
+    if not images:
+        raise CenterNetError(f"{args.ann} lists no images")
+    detector = Detector(
+        args.model,
+        engine=args.engine,
+        threshold=0.0,
+        max_dets=100,
+        batch_size=args.batch,
+        keep_res=args.keep_res,
+        options=_engine_options(args),
+    )
+    category_ids = category_ids_for(detector.spec.class_names, annotations)
+    root = Path(args.images)
+    paths = [str(root / im.file_name) for im in images]
+    results, failed = [], 0
+    started = time.perf_counter()
+    for image, result in zip(images, _progress(detector.stream(paths), len(paths), "eval")):
+        if not result.ok:
+            failed += 1
+            print(f"centernet: skipped {result.source}: {result.error}", file=sys.stderr)
+            continue
+        results += detections_to_coco(
+            result.detections, category_ids, file_name=image.file_name, image_id=image.id
+        )
+    seconds = time.perf_counter() - started
+    stats = coco_evaluate(args.ann, results, image_ids=[im.id for im in images])
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "detections.json").write_text(json.dumps(results))
+    report = {
+        "model": str(args.model),
+        "annotations": str(args.ann),
+        "images": len(images),
+        "failed": failed,
+        "seconds": seconds,
+        "metrics": stats,
+    }
+    (out / "metrics.json").write_text(json.dumps(report, indent=2))
+    for name, label in zip(COCO_STAT_NAMES, COCO_STAT_LABELS):
+        print(f"{label:<50} = {stats[name]:.3f}")
+    print(
+        f"evaluated {len(images) - failed} of {len(images)} images in {seconds:.1f} s; "
+        f"AP {stats['AP']:.3f} AP50 {stats['AP50']:.3f}; wrote {out / 'metrics.json'}"
+    )
+    return EXIT_SOME_FAILED if failed else EXIT_OK
+
+
+# ---------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="centernet", description="CenterNet from checkpoint to fast inference."
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    p = commands.add_parser("export", help="checkpoint -> ONNX with sigmoid + heatmap max-pool")
+    p.add_argument("checkpoint", nargs="?", help="original CenterNet .pth (or our own)")
+    p.add_argument("-o", "--output", required=True, help="the .onnx file to write")
+    p.add_argument("--arch", default=None, help="architecture (default: from checkpoint)")
+    p.add_argument("--input-size", type=_input_size, default=(512, 512), help="512 or HxW")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--batch", type=_positive_int, default=1, help="static batch size")
+    group.add_argument("--dynamic-batch", action="store_true", help="free batch dimension")
+    p.add_argument("--dynamic-size", action="store_true", help="free H and W (for --keep-res)")
+    p.add_argument("--classes", default=None, help="class names, one per line")
+    p.add_argument("--opset", type=int, default=17)
+    p.add_argument("--no-verify", action="store_true", help="skip the ONNX Runtime check")
+    p.add_argument(
+        "--random-init",
+        action="store_true",
+        help="no checkpoint: export untrained weights (to try the tool)",
+    )
+    p.add_argument("--num-classes", type=_positive_int, default=80, help="with --random-init")
+    p.add_argument("--seed", type=int, default=0, help="with --random-init")
+    p.set_defaults(func=cmd_export)
+
+    p = commands.add_parser("detect", help="run a model on images; COCO JSON + annotated copies")
+    p.add_argument("model", help=".onnx export or .pth checkpoint")
+    p.add_argument("images", nargs="*", help="files, folders or globs")
+    p.add_argument("--file-list", default=None, help="a file naming one image per line")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--save-images", action="store_true", help="write annotated copies")
+    p.add_argument("--threshold", type=float, default=0.3, help="drop boxes scoring below")
+    p.add_argument("--max-dets", type=_positive_int, default=100, help="boxes per image (K)")
+    p.add_argument("--ann", default=None, help="COCO annotations: image ids and categories")
+    _add_engine_args(p)
+    p.set_defaults(func=cmd_detect)
+
+    p = commands.add_parser("eval", help="COCO mAP of a model on annotated images")
+    p.add_argument("model", help=".onnx export or .pth checkpoint")
+    p.add_argument("--images", required=True, help="folder of the annotated images")
+    p.add_argument("--ann", required=True, help="COCO instances.json")
+    p.add_argument("--limit", type=_positive_int, default=None, help="first N images by id")
+    p.add_argument("--out", default="runs/eval", help="folder for metrics.json and detections")
+    _add_engine_args(p)
+    p.set_defaults(func=cmd_eval)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except CenterNetError as exc:
+        print(f"centernet: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("centernet: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Datasets: COCO annotations and results (coco.py)."""

@@ -1,0 +1,107 @@
+"""COCO annotation files, results JSON and the category-id maps."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from centernet.classes import is_coco_model
+from centernet.errors import CenterNetError
+from centernet.types import Detections
+
+#: COCO's 91-id category space for the 80 heatmap channels (upstream ``_valid_ids``).
+# fmt: off
+COCO_CATEGORY_IDS = (
+    1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25,
+    27, 28, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40, 41, 42, 43, 44, 46, 47, 48, 49, 50, 51,
+    52, 53, 54, 55, 56, 57, 58, 59, 60, 61, 62, 63, 64, 65, 67, 70, 72, 73, 74, 75, 76, 77,
+    78, 79, 80, 81, 82, 84, 85, 86, 87, 88, 89, 90,
+)
+# fmt: on
+
+
+@dataclass(frozen=True)
+class CocoImage:
+    id: int
+    file_name: str
+    width: int | None = None
+    height: int | None = None
+
+
+@dataclass
+class CocoAnnotations:
+    """What an ``instances.json`` says about its images and categories."""
+
+    path: Path
+    images: list[CocoImage]
+    categories: list[dict[str, Any]]  # sorted by id
+
+    @property
+    def category_ids(self) -> list[int]:
+        return [int(c["id"]) for c in self.categories]
+
+    @property
+    def category_names(self) -> list[str]:
+        return [str(c.get("name", c["id"])) for c in self.categories]
+
+
+def load_annotations(path: str | Path) -> CocoAnnotations:
+    """Read the images and categories of a COCO annotation file."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        images = [
+            CocoImage(int(im["id"]), str(im["file_name"]), im.get("width"), im.get("height"))
+            for im in data["images"]
+        ]
+        categories = sorted(data["categories"], key=lambda c: int(c["id"]))
+    except FileNotFoundError:
+        raise CenterNetError(f"{path}: no such annotation file") from None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise CenterNetError(f"{path}: not a COCO annotation file ({exc!r})") from None
+    return CocoAnnotations(path, sorted(images, key=lambda im: im.id), categories)
+
+
+def category_ids_for(
+    class_names: list[str], annotations: CocoAnnotations | None = None
+) -> list[int]:
+    """COCO ``category_id`` of each class index.
+
+    An annotation file's categories (sorted by id) win; else the 80 COCO classes map to
+    COCO's 91-id space; else class index + 1.
+    """
+    if annotations is not None:
+        ids = annotations.category_ids
+        if len(ids) != len(class_names):
+            raise CenterNetError(
+                f"{annotations.path} has {len(ids)} categories; the model has "
+                f"{len(class_names)} classes"
+            )
+        return ids
+    if is_coco_model(class_names):
+        return list(COCO_CATEGORY_IDS)
+    return list(range(1, len(class_names) + 1))
+
+
+def detections_to_coco(
+    detections: Detections,
+    category_ids: list[int],
+    file_name: str | None = None,
+    image_id: int | None = None,
+) -> list[dict[str, Any]]:
+    """COCO results entries (bbox xywh) for one image, with its file name when given."""
+    entries = []
+    xywh = detections.xywh
+    for box, score, cls in zip(xywh.tolist(), detections.scores.tolist(), detections.class_ids):
+        entry: dict[str, Any] = {}
+        if file_name is not None:
+            entry["file_name"] = file_name
+        if image_id is not None:
+            entry["image_id"] = image_id
+        entry["category_id"] = category_ids[int(cls)]
+        entry["bbox"] = [round(v, 2) for v in box]
+        entry["score"] = round(score, 5)
+        entries.append(entry)
+    return entries

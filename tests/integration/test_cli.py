@@ -1,0 +1,122 @@
+"""The centernet command end to end: export, detect (with bad files), eval; exit codes."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import onnx
+import pytest
+
+from centernet.cli import main
+from centernet.export import read_spec
+from centernet.pipeline import Detector
+from tests.conftest import TINY_CLASSES
+from tests.unit.test_images import write_bad_and_odd_images
+
+
+def test_export_from_checkpoint(tiny_checkpoint, tmp_path, capsys):
+    pytest.importorskip("torch")
+    out = tmp_path / "m.onnx"
+    code = main(["export", str(tiny_checkpoint), "-o", str(out), "--input-size", "128",
+                 "--dynamic-batch"])  # fmt: skip
+    assert code == 0
+    assert "wrote" in capsys.readouterr().out
+    spec = read_spec(onnx.load(str(out)))
+    assert spec.class_names == TINY_CLASSES and spec.batch == "dynamic"
+    assert spec.input_size == (128, 128) and spec.extra["arch_args"] == {"width": 0.25}
+
+
+def test_export_of_a_non_checkpoint_is_one_line(tmp_path, capsys):
+    pytest.importorskip("torch")
+    bad = tmp_path / "notes.pth"
+    bad.write_text("not a checkpoint")
+    assert main(["export", str(bad), "-o", str(tmp_path / "x.onnx")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "not a readable PyTorch checkpoint" in err
+    assert not (tmp_path / "x.onnx").exists()
+
+
+def test_detect_skips_bad_files_and_exits_1(tiny_onnx_dynamic, photo_paths, tmp_path, capsys):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    cases = write_bad_and_odd_images(folder, photo_paths[0])
+    shutil.copy(photo_paths[1], folder / "photo.jpg")
+    missing = str(folder / "missing.jpg")
+    code = main(["detect", str(tiny_onnx_dynamic), str(folder), missing, "--out",
+                 str(tmp_path / "out"), "--save-images", "--threshold", "0", "--batch", "3"])  # fmt: skip
+    assert code == 1
+    err = capsys.readouterr().err
+    bad = [n for n, e in cases.items() if e is not None]
+    for name in bad:
+        assert f"{name}: {cases[name]}" in err
+    entries = json.loads((tmp_path / "out" / "detections.json").read_text())
+    good = {n for n, e in cases.items() if e is None} | {"photo.jpg"}
+    assert {e["file_name"] for e in entries} == good
+    assert all(set(e) == {"file_name", "category_id", "bbox", "score"} for e in entries)
+    assert all(1 <= e["category_id"] <= len(TINY_CLASSES) for e in entries)
+    assert sorted(p.name for p in (tmp_path / "out" / "images").iterdir()) == sorted(good)
+
+
+def test_detect_with_checkpoint_uses_torch_engine(tiny_checkpoint, photo_paths, tmp_path):
+    pytest.importorskip("torch")
+    code = main(["detect", str(tiny_checkpoint), str(photo_paths[0]), "--out", str(tmp_path)])
+    assert code == 0
+    assert json.loads((tmp_path / "detections.json").read_text()) is not None
+
+
+def write_self_annotations(detector, paths, path, quantile=0.9):
+    """Ground truth = every detection above a global score cut, so that each category's
+    true positives outrank its false positives: a correct eval must give AP 1.0."""
+    detections = detector(paths)
+    cut = np.quantile(np.concatenate([d.scores for d in detections]), quantile)
+    images, annotations = [], []
+    for image_id, (p, dets) in enumerate(zip(paths, detections), start=7):
+        images.append({"id": image_id, "file_name": p.name, "width": 1, "height": 1})
+        keep = dets[dets.scores >= cut]
+        for box, cls in zip(keep.xywh, keep.class_ids):
+            annotations.append({"id": len(annotations) + 1, "image_id": image_id,
+                                "category_id": int(cls) * 10 + 3, "bbox": box.tolist(),
+                                "area": float(box[2] * box[3]), "iscrowd": 0})  # fmt: skip
+    categories = [{"id": i * 10 + 3, "name": n} for i, n in enumerate(TINY_CLASSES)]
+    path.write_text(json.dumps({"images": images, "annotations": annotations,
+                                "categories": categories}))  # fmt: skip
+
+
+def test_eval_scores_perfect_on_its_own_boxes(tiny_onnx_dynamic, photo_paths, tmp_path, capsys):
+    pytest.importorskip("pycocotools")
+    ann = tmp_path / "instances.json"
+    write_self_annotations(Detector(tiny_onnx_dynamic), photo_paths, ann)
+    out = tmp_path / "eval"
+    code = main(["eval", str(tiny_onnx_dynamic), "--images", str(photo_paths[0].parent),
+                 "--ann", str(ann), "--out", str(out), "--batch", "2"])  # fmt: skip
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert printed.count(" = ") == 12
+    report = json.loads((out / "metrics.json").read_text())
+    assert report["metrics"]["AP"] == pytest.approx(1.0)
+    assert report["metrics"]["AP50"] == pytest.approx(1.0)
+    results = json.loads((out / "detections.json").read_text())
+    assert {r["category_id"] for r in results} <= {3, 13, 23}
+    assert {r["image_id"] for r in results} == set(range(7, 7 + len(photo_paths)))
+    # --limit scores only the first image; shifting every box by 20 px ruins AP.
+    data = json.loads(ann.read_text())
+    for a in data["annotations"]:
+        a["bbox"] = (np.array(a["bbox"]) + [20, 20, 0, 0]).tolist()
+    ann.write_text(json.dumps(data))
+    assert main(["eval", str(tiny_onnx_dynamic), "--images", str(photo_paths[0].parent),
+                 "--ann", str(ann), "--out", str(out), "--limit", "1"]) == 0  # fmt: skip
+    report = json.loads((out / "metrics.json").read_text())
+    assert report["images"] == 1 and report["metrics"]["AP"] < 0.5
+
+
+def test_missing_model_is_one_line(tmp_path, photo_paths, capsys):
+    code = main(
+        ["detect", str(tmp_path / "nope.onnx"), str(photo_paths[0]), "--out", str(tmp_path)]
+    )
+    assert code == 2
+    assert (
+        capsys.readouterr().err.strip()
+        == f"centernet: error: {tmp_path / 'nope.onnx'}: no such model file"
+    )
