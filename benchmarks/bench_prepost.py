@@ -76,8 +76,17 @@ def original_style_decode(outputs: dict[str, np.ndarray], box, k: int = 100):
     reg = reg.gather(1, inds[..., None].expand(-1, -1, 2))
     wh = wh.gather(1, inds[..., None].expand(-1, -1, 2))
     xs, ys = xs + reg[..., 0], ys + reg[..., 1]
-    dets = torch.stack([xs - wh[..., 0] / 2, ys - wh[..., 1] / 2, xs + wh[..., 0] / 2,
-                        ys + wh[..., 1] / 2, score, clses.float()], dim=2)[0].numpy()  # fmt: skip
+    dets = torch.stack(
+        [
+            xs - wh[..., 0] / 2,
+            ys - wh[..., 1] / 2,
+            xs + wh[..., 0] / 2,
+            ys + wh[..., 1] / 2,
+            score,
+            clses.float(),
+        ],
+        dim=2,
+    )[0].numpy()
     out = np.zeros((k, 4))
     for p in range(k):  # transform_preds: one affine_transform call per point
         for j in (0, 2):

@@ -19,8 +19,9 @@ from tests.unit.test_images import write_bad_and_odd_images
 def test_export_from_checkpoint(tiny_checkpoint, tmp_path, capsys):
     pytest.importorskip("torch")
     out = tmp_path / "m.onnx"
-    code = main(["export", str(tiny_checkpoint), "-o", str(out), "--input-size", "128",
-                 "--dynamic-batch"])  # fmt: skip
+    code = main(
+        ["export", str(tiny_checkpoint), "-o", str(out), "--input-size", "128", "--dynamic-batch"]
+    )
     assert code == 0
     assert "wrote" in capsys.readouterr().out
     spec = read_spec(onnx.load(str(out)))
@@ -44,8 +45,21 @@ def test_detect_skips_bad_files_and_exits_1(tiny_onnx_dynamic, photo_paths, tmp_
     cases = write_bad_and_odd_images(folder, photo_paths[0])
     shutil.copy(photo_paths[1], folder / "photo.jpg")
     missing = str(folder / "missing.jpg")
-    code = main(["detect", str(tiny_onnx_dynamic), str(folder), missing, "--out",
-                 str(tmp_path / "out"), "--save-images", "--threshold", "0", "--batch", "3"])  # fmt: skip
+    code = main(
+        [
+            "detect",
+            str(tiny_onnx_dynamic),
+            str(folder),
+            missing,
+            "--out",
+            str(tmp_path / "out"),
+            "--save-images",
+            "--threshold",
+            "0",
+            "--batch",
+            "3",
+        ]
+    )
     assert code == 1
     err = capsys.readouterr().err
     bad = [n for n, e in cases.items() if e is not None]
@@ -76,12 +90,20 @@ def write_self_annotations(detector, paths, path, quantile=0.9):
         images.append({"id": image_id, "file_name": p.name, "width": 1, "height": 1})
         keep = dets[dets.scores >= cut]
         for box, cls in zip(keep.xywh, keep.class_ids):
-            annotations.append({"id": len(annotations) + 1, "image_id": image_id,
-                                "category_id": int(cls) * 10 + 3, "bbox": box.tolist(),
-                                "area": float(box[2] * box[3]), "iscrowd": 0})  # fmt: skip
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": image_id,
+                    "category_id": int(cls) * 10 + 3,
+                    "bbox": box.tolist(),
+                    "area": float(box[2] * box[3]),
+                    "iscrowd": 0,
+                }
+            )
     categories = [{"id": i * 10 + 3, "name": n} for i, n in enumerate(TINY_CLASSES)]
-    path.write_text(json.dumps({"images": images, "annotations": annotations,
-                                "categories": categories}))  # fmt: skip
+    path.write_text(
+        json.dumps({"images": images, "annotations": annotations, "categories": categories})
+    )
 
 
 def test_eval_scores_perfect_on_its_own_boxes(tiny_onnx_dynamic, photo_paths, tmp_path, capsys):
@@ -89,8 +111,20 @@ def test_eval_scores_perfect_on_its_own_boxes(tiny_onnx_dynamic, photo_paths, tm
     ann = tmp_path / "instances.json"
     write_self_annotations(Detector(tiny_onnx_dynamic), photo_paths, ann)
     out = tmp_path / "eval"
-    code = main(["eval", str(tiny_onnx_dynamic), "--images", str(photo_paths[0].parent),
-                 "--ann", str(ann), "--out", str(out), "--batch", "2"])  # fmt: skip
+    code = main(
+        [
+            "eval",
+            str(tiny_onnx_dynamic),
+            "--images",
+            str(photo_paths[0].parent),
+            "--ann",
+            str(ann),
+            "--out",
+            str(out),
+            "--batch",
+            "2",
+        ]
+    )
     assert code == 0
     printed = capsys.readouterr().out
     assert printed.count(" = ") == 12
@@ -105,8 +139,23 @@ def test_eval_scores_perfect_on_its_own_boxes(tiny_onnx_dynamic, photo_paths, tm
     for a in data["annotations"]:
         a["bbox"] = (np.array(a["bbox"]) + [20, 20, 0, 0]).tolist()
     ann.write_text(json.dumps(data))
-    assert main(["eval", str(tiny_onnx_dynamic), "--images", str(photo_paths[0].parent),
-                 "--ann", str(ann), "--out", str(out), "--limit", "1"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "eval",
+                str(tiny_onnx_dynamic),
+                "--images",
+                str(photo_paths[0].parent),
+                "--ann",
+                str(ann),
+                "--out",
+                str(out),
+                "--limit",
+                "1",
+            ]
+        )
+        == 0
+    )
     report = json.loads((out / "metrics.json").read_text())
     assert report["images"] == 1 and report["metrics"]["AP"] < 0.5
 
