@@ -115,3 +115,15 @@ def test_threshold(tiny_onnx_dynamic, photo_paths):
     some = Detector(tiny_onnx_dynamic, threshold=cut)(photo_paths[0])
     assert 0 < len(some) < len(every) and some.scores.min() >= cut
     assert np.array_equal(some.xyxy, every.xyxy[: len(some)])
+
+
+def test_onnx_inference_never_imports_torch(tiny_onnx_dynamic, photo_paths):
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from centernet import Detector; "
+        f"d = Detector({str(tiny_onnx_dynamic)!r}); d({str(photo_paths[0])!r}); "
+        "sys.exit(1 if 'torch' in sys.modules else 0)"
+    )
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
