@@ -89,7 +89,7 @@ def make_letterbox(width: int, height: int, config: PreprocessConfig) -> Letterb
 
 
 @lru_cache(maxsize=8)
-def _normalise_lut(mean: tuple[float, ...], std: tuple[float, ...]) -> np.ndarray:
+def normalise_lut(mean: tuple[float, ...], std: tuple[float, ...]) -> np.ndarray:
     """(256, 1, 3) float32 table: value v of channel c -> (v/255 - mean[c]) / std[c]."""
     values = np.arange(256, dtype=np.float64)[:, None] / 255.0
     mean32 = np.asarray(mean, np.float32)[None, :]
@@ -110,7 +110,7 @@ def preprocess_into(
     box = make_letterbox(width, height, config)
     in_w, in_h = box.input_size
     warped = cv2.warpAffine(image, box.to_input, (in_w, in_h), flags=cv2.INTER_LINEAR)
-    normalised = cv2.LUT(warped, _normalise_lut(config.mean, config.std))
+    normalised = cv2.LUT(warped, normalise_lut(config.mean, config.std))
     if out is None:
         out = np.empty((3, in_h, in_w), dtype=np.float32)
     elif out.shape != (3, in_h, in_w):

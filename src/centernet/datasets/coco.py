@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,11 +32,13 @@ class CocoImage:
 
 @dataclass
 class CocoAnnotations:
-    """What an ``instances.json`` says about its images and categories."""
+    """What an ``instances.json`` says about its images, categories and boxes."""
 
     path: Path
     images: list[CocoImage]
     categories: list[dict[str, Any]]  # sorted by id
+    boxes: dict[int, list[tuple[list[float], int]]] = field(default_factory=dict)
+    """image id -> [(bbox xywh, category_id)], crowd regions left out."""
 
     @property
     def category_ids(self) -> list[int]:
@@ -57,11 +59,16 @@ def load_annotations(path: str | Path) -> CocoAnnotations:
             for im in data["images"]
         ]
         categories = sorted(data["categories"], key=lambda c: int(c["id"]))
+        boxes: dict[int, list[tuple[list[float], int]]] = {}
+        for ann in data.get("annotations", []):
+            if not ann.get("iscrowd", 0):
+                item = ([float(v) for v in ann["bbox"]], int(ann["category_id"]))
+                boxes.setdefault(int(ann["image_id"]), []).append(item)
     except FileNotFoundError:
         raise CenterNetError(f"{path}: no such annotation file") from None
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise CenterNetError(f"{path}: not a COCO annotation file ({exc!r})") from None
-    return CocoAnnotations(path, sorted(images, key=lambda im: im.id), categories)
+    return CocoAnnotations(path, sorted(images, key=lambda im: im.id), categories, boxes)
 
 
 def category_ids_for(

@@ -35,7 +35,7 @@ def open_engine(
             raise MissingDependencyError("torch", "torch") from None
         from centernet.engines.torch import TorchEngine
 
-        return TorchEngine(path, options)
+        return TorchEngine.from_checkpoint(path, options)
     raise CenterNetError(f"unknown engine {engine!r}; choose from {', '.join(ENGINES)}")
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 
 from centernet.classes import class_names_for
 from centernet.engines.base import EngineOptions
@@ -16,22 +17,33 @@ from centernet.types import ModelSpec
 
 
 class TorchEngine:
-    """A checkpoint wrapped like the exported graph (sigmoid + max-pool), in eager mode."""
+    """A network wrapped like the exported graph (sigmoid + max-pool), in eager mode."""
 
     name = "torch"
 
-    def __init__(self, path: str | Path, options: EngineOptions = EngineOptions()) -> None:
+    def __init__(self, network: nn.Module, spec: ModelSpec, device: str | torch.device = "cpu"):
+        self.device = torch.device(device)
+        self.model = DeployModel(network).to(self.device).eval()
+        self.spec = spec
+
+    @classmethod
+    def from_network(cls, network: nn.Module, spec: ModelSpec, device="cpu") -> TorchEngine:
+        """Wrap an in-memory network (training's validation uses this)."""
+        return cls(network, spec, device)
+
+    @classmethod
+    def from_checkpoint(
+        cls, path: str | Path, options: EngineOptions = EngineOptions()
+    ) -> TorchEngine:
         if options.device == "cuda" and not torch.cuda.is_available():
             raise CenterNetError("torch has no CUDA device here; use --device cpu")
         if options.threads:
             torch.set_num_threads(options.threads)
         loaded = load_checkpoint(path, options.arch)
-        self.device = torch.device(options.device)
-        self.model = DeployModel(loaded.model).to(self.device).eval()
         names = loaded.class_names
         if names is None or options.classes_file:
             names = class_names_for(loaded.num_classes, options.classes_file)
-        self.spec = ModelSpec(
+        spec = ModelSpec(
             arch=loaded.arch,
             num_classes=loaded.num_classes,
             class_names=names,
@@ -40,6 +52,7 @@ class TorchEngine:
             dynamic_size=True,
             extra={"arch_args": loaded.arch_args} if loaded.arch_args else {},
         )
+        return cls(loaded.model, spec, options.device)
 
     @property
     def batch_size(self) -> int | None:

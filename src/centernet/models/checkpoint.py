@@ -140,6 +140,7 @@ def save_checkpoint(
     arch_args: dict[str, Any] | None = None,
     class_names: list[str] | None = None,
     optimizer: torch.optim.Optimizer | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> None:
     """Write the original format ``{'epoch', 'state_dict'}`` plus what rebuilds the model.
 
@@ -153,4 +154,5 @@ def save_checkpoint(
         data["class_names"] = list(class_names)
     if optimizer is not None:
         data["optimizer"] = optimizer.state_dict()
+    data.update(extra or {})
     torch.save(data, Path(path))
