@@ -272,6 +272,44 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return EXIT_SOME_FAILED if failed else EXIT_OK
 
 
+# ---------------------------------------------------------------- build
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from centernet.quantize import BuildConfig, CalibrationConfig, build
+
+    calibration = None
+    if args.calib_images:
+        calibration = CalibrationConfig(args.calib_images, args.calib_count, args.calib_method)
+    config = BuildConfig(
+        precision=args.precision,
+        calibration=calibration,
+        batch=args.batch,
+        dynamic_batch=args.dynamic_batch,
+        mixed_max_layers=args.mixed_max_layers,
+    )
+    result = build(args.model, args.output, config)
+    spec = result.spec
+    batch = "dynamic" if spec.dynamic_batch else spec.batch
+    summary = (
+        f"wrote {result.path}: {spec.precision}, batch {batch}, "
+        f"{result.size_bytes / 1e6:.1f} MB, {result.seconds:.1f} s"
+    )
+    if spec.precision.startswith("int8"):
+        calib = spec.extra["calibration"]
+        summary += (
+            f"; {result.nodes_quantized} of {result.nodes_total} convolutions int8, "
+            f"{len(result.kept)} kept float; "
+            f"calibrated on {calib['count']} images ({calib['method']})"
+        )
+    print(summary)
+    for kept in result.kept:
+        print(f"  float: {kept.node}: {kept.reason}")
+    for skipped in result.skipped_images:
+        print(f"centernet: calibration skipped {skipped}", file=sys.stderr)
+    return EXIT_OK
+
+
 # ---------------------------------------------------------------- synth
 
 
@@ -397,6 +435,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-classes", type=_positive_int, default=80, help="with --random-init")
     p.add_argument("--seed", type=int, default=0, help="with --random-init")
     p.set_defaults(func=cmd_export)
+
+    p = commands.add_parser("build", help="fp32 / fp16 / int8 / int8-mixed build of an export")
+    p.add_argument("model", help="the fp32 .onnx from `centernet export`")
+    p.add_argument("-o", "--output", required=True, help="the .onnx to write (not the input)")
+    p.add_argument("--precision", required=True, choices=("fp32", "fp16", "int8", "int8-mixed"))
+    p.add_argument("--calib-images", default=None, help="folder of calibration images (int8)")
+    p.add_argument("--calib-count", type=_positive_int, default=100, help="images to calibrate on")
+    p.add_argument("--calib-method", default="minmax", choices=("minmax", "percentile", "entropy"))
+    p.add_argument(
+        "--mixed-max-layers",
+        type=int,
+        default=6,
+        help="int8-mixed: most convolutions kept float besides the heads",
+    )
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--batch", type=_positive_int, default=None, help="static batch size")
+    group.add_argument("--dynamic-batch", action="store_true", help="free batch dimension")
+    p.set_defaults(func=cmd_build)
 
     p = commands.add_parser("detect", help="run a model on images; COCO JSON + annotated copies")
     p.add_argument("model", help=".onnx export or .pth checkpoint")

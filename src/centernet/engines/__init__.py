@@ -1,4 +1,4 @@
-"""Engines that run a model file: ONNX Runtime (default), torch (checkpoints).
+"""Engines that run a model file: ONNX Runtime (default), OpenVINO, torch (checkpoints).
 
 Optional engines are imported only when asked for, so inference through ONNX Runtime
 never imports torch.
@@ -11,7 +11,7 @@ from pathlib import Path
 from centernet.engines.base import Engine, EngineOptions
 from centernet.errors import CenterNetError, MissingDependencyError
 
-ENGINES = ("auto", "onnxruntime", "torch")
+ENGINES = ("auto", "onnxruntime", "openvino", "torch")
 
 
 def open_engine(
@@ -28,6 +28,10 @@ def open_engine(
         from centernet.engines.onnxruntime import OnnxRuntimeEngine
 
         return OnnxRuntimeEngine(path, options)
+    if engine == "openvino":
+        from centernet.engines.openvino import OpenVinoEngine
+
+        return OpenVinoEngine(path, options)
     if engine == "torch":
         try:
             import torch  # noqa: F401

@@ -16,6 +16,8 @@ class EngineOptions:
 
     device: str = "cpu"  # "cpu" or "cuda"
     threads: int | None = None  # intra-op threads; None lets the engine choose
+    graph_optimization: str = "all"  # onnxruntime: disable | basic | extended | all
+    cache_dir: str | None = None  # openvino: compiled-model cache (default ~/.cache/centernet)
     arch: str | None = None  # torch engine: architecture of a checkpoint (else inferred)
     classes_file: str | None = None  # torch engine: class names of a checkpoint
     input_size: tuple[int, int] = (512, 512)  # torch engine: fix_res input (height, width)

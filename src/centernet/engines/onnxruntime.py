@@ -29,6 +29,20 @@ def providers_for(device: str) -> list[str]:
     raise CenterNetError(f"unknown device {device!r}; choose cpu or cuda")
 
 
+def graph_optimization_level(name: str) -> ort.GraphOptimizationLevel:
+    levels = {
+        "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+    }
+    if name not in levels:
+        raise CenterNetError(
+            f"unknown graph optimisation level {name!r}; choose {', '.join(levels)}"
+        )
+    return levels[name]
+
+
 class OnnxRuntimeEngine:
     """An exported CenterNet ONNX file in an ``ort.InferenceSession``."""
 
@@ -39,7 +53,9 @@ class OnnxRuntimeEngine:
         session_options = ort.SessionOptions()
         if options.threads:
             session_options.intra_op_num_threads = options.threads
-        session_options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        session_options.graph_optimization_level = graph_optimization_level(
+            options.graph_optimization
+        )
         session_options.log_severity_level = 3
         providers = providers_for(options.device)
         try:
