@@ -219,13 +219,12 @@ def cmd_detect(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from centernet.datasets.coco import category_ids_for, detections_to_coco, load_annotations
-    from centernet.evaluate import COCO_STAT_LABELS, COCO_STAT_NAMES, coco_evaluate
+    from centernet.datasets.coco import load_annotations
+    from centernet.evaluate import COCO_STAT_LABELS, COCO_STAT_NAMES, evaluate_detector
     from centernet.pipeline import Detector
 
     annotations = load_annotations(args.ann)
-    images = annotations.images[: args.limit] if args.limit else annotations.images
-    if not images:
+    if not annotations.images:
         raise CenterNetError(f"{args.ann} lists no images")
     detector = Detector(
         args.model,
@@ -236,40 +235,39 @@ def cmd_eval(args: argparse.Namespace) -> int:
         keep_res=args.keep_res,
         options=_engine_options(args),
     )
-    category_ids = category_ids_for(detector.spec.class_names, annotations)
-    root = Path(args.images)
-    paths = [str(root / im.file_name) for im in images]
-    results, failed = [], 0
-    started = time.perf_counter()
-    for image, result in zip(images, _progress(detector.stream(paths), len(paths), "eval")):
-        if not result.ok:
-            failed += 1
-            print(f"centernet: skipped {result.source}: {result.error}", file=sys.stderr)
-            continue
-        results += detections_to_coco(
-            result.detections, category_ids, file_name=image.file_name, image_id=image.id
-        )
-    seconds = time.perf_counter() - started
-    stats = coco_evaluate(args.ann, results, image_ids=[im.id for im in images])
+    count = min(args.limit or len(annotations.images), len(annotations.images))
+    outcome = evaluate_detector(
+        detector,
+        annotations,
+        args.images,
+        args.limit,
+        progress=lambda stream: _progress(stream, count, "eval"),
+    )
+    for source, reason in outcome.failures:
+        print(f"centernet: skipped {source}: {reason}", file=sys.stderr)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "detections.json").write_text(json.dumps(results))
+    (out / "detections.json").write_text(json.dumps(outcome.results))
     report = {
         "model": str(args.model),
+        "precision": detector.spec.precision,
+        "engine": detector.engine.name,
         "annotations": str(args.ann),
-        "images": len(images),
-        "failed": failed,
-        "seconds": seconds,
-        "metrics": stats,
+        "images": outcome.images,
+        "failed": len(outcome.failures),
+        "seconds": outcome.seconds,
+        "metrics": outcome.stats,
     }
     (out / "metrics.json").write_text(json.dumps(report, indent=2))
+    stats = outcome.stats
     for name, label in zip(COCO_STAT_NAMES, COCO_STAT_LABELS):
         print(f"{label:<50} = {stats[name]:.3f}")
     print(
-        f"evaluated {len(images) - failed} of {len(images)} images in {seconds:.1f} s; "
-        f"AP {stats['AP']:.3f} AP50 {stats['AP50']:.3f}; wrote {out / 'metrics.json'}"
+        f"evaluated {outcome.images - len(outcome.failures)} of {outcome.images} images "
+        f"in {outcome.seconds:.1f} s; AP {stats['AP']:.3f} AP50 {stats['AP50']:.3f}; "
+        f"wrote {out / 'metrics.json'}"
     )
-    return EXIT_SOME_FAILED if failed else EXIT_OK
+    return EXIT_SOME_FAILED if outcome.failures else EXIT_OK
 
 
 # ---------------------------------------------------------------- build

@@ -1,9 +1,22 @@
-"""Detector: images or paths in, Detections out; the one entry point the CLI and users call."""
+"""Detector: images or paths in, Detections out; the one entry point the CLI and users call.
+
+``Detector.stream`` is a three-stage pipeline that keeps the engine busy:
+
+1. reader threads decode and pre-process images ahead of the engine (OpenCV releases
+   the GIL), at most ``prefetch`` images in flight;
+2. the calling thread assembles batches as images arrive and runs the engine;
+3. a post-processing thread decodes the previous batch while the engine runs the next.
+
+Results come out in input order. A file that cannot be read becomes a failed result in
+its place; it never stalls or ends the stream.
+"""
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -12,8 +25,8 @@ from centernet.engines import Engine, EngineOptions, open_engine
 from centernet.errors import CenterNetError, ImageReadError
 from centernet.images import read_image, to_bgr8
 from centernet.postprocess import PostprocessConfig, postprocess
-from centernet.preprocess import PreprocessConfig, make_letterbox, preprocess_into
-from centernet.types import Detections, ModelSpec
+from centernet.preprocess import PreprocessConfig, preprocess_into
+from centernet.types import Detections, Letterbox, ModelSpec
 
 ImageSource = str | Path | np.ndarray
 
@@ -31,6 +44,16 @@ class DetectionResult:
     @property
     def ok(self) -> bool:
         return self.error is None
+
+
+@dataclass
+class _Prepared:
+    """A read and pre-processed image waiting for the engine (or its failure)."""
+
+    result: DetectionResult
+    tensor: np.ndarray | None = None  # (3, H, W) float32
+    box: Letterbox | None = None
+    done: Future | None = field(default=None, repr=False)  # set once its batch is submitted
 
 
 class Detector:
@@ -51,6 +74,8 @@ class Detector:
         batch_size: int | None = None,
         keep_res: bool = False,
         options: EngineOptions | None = None,
+        readers: int = 2,
+        prefetch: int | None = None,
     ) -> None:
         self.engine: Engine = (
             model if isinstance(model, Engine) else open_engine(model, engine, options)
@@ -64,6 +89,8 @@ class Detector:
         if fixed is not None and batch_size not in (None, fixed):
             raise CenterNetError(f"this model was built for batch {fixed}; got batch {batch_size}")
         self.batch_size = fixed or batch_size or 1
+        self.readers = max(1, readers)
+        self.prefetch = prefetch or 2 * self.batch_size + self.readers
         self.preprocess_config = PreprocessConfig(
             input_size=spec.input_size,
             keep_res=keep_res,
@@ -89,53 +116,83 @@ class Detector:
         return detections[0] if single else detections  # type: ignore[return-value]
 
     def stream(self, sources: Iterable[ImageSource]) -> Iterator[DetectionResult]:
-        """Detect on each source in order, ``batch_size`` at a time; bad files yield errors."""
-        chunk: list[DetectionResult] = []
-        for index, source in enumerate(sources):
-            chunk.append(self._load(index, source))
-            if len(chunk) == self.batch_size:
-                yield from self._run_chunk(chunk)
-                chunk = []
-        if chunk:
-            yield from self._run_chunk(chunk)
+        """Detect on each source, in order, through the read / engine / decode pipeline."""
+        with (
+            ThreadPoolExecutor(self.readers, thread_name_prefix="centernet-read") as readers,
+            ThreadPoolExecutor(1, thread_name_prefix="centernet-post") as decoder,
+        ):
+            waiting: deque[_Prepared] = deque()  # every input, in order, until yielded
+            batch: list[_Prepared] = []
+            for future in self._read_ahead(readers, sources):
+                item = future.result()
+                waiting.append(item)
+                if item.result.ok:
+                    batch.append(item)
+                    if len(batch) == self.batch_size or self.preprocess_config.keep_res:
+                        self._submit(batch, decoder)
+                        batch = []
+                yield from self._finished(waiting, block=False)
+            if batch:
+                self._submit(batch, decoder)
+            yield from self._finished(waiting, block=True)
 
-    def _load(self, index: int, source: ImageSource) -> DetectionResult:
-        if isinstance(source, np.ndarray):
-            result = DetectionResult(index, f"<array {index}>")
-            try:
-                result.image = to_bgr8(source)
-            except ValueError as exc:
-                result.error = str(exc)
-            return result
-        result = DetectionResult(index, str(source))
+    def _read_ahead(
+        self, pool: ThreadPoolExecutor, sources: Iterable[ImageSource]
+    ) -> Iterator[Future]:
+        """Futures of prepared images in input order, at most ``prefetch`` in flight."""
+        in_flight: deque[Future] = deque()
+        for index, source in enumerate(sources):
+            in_flight.append(pool.submit(self._prepare, index, source))
+            if len(in_flight) >= self.prefetch:
+                yield in_flight.popleft()
+        while in_flight:
+            yield in_flight.popleft()
+
+    def _prepare(self, index: int, source: ImageSource) -> _Prepared:
+        """Read (or convert) and pre-process one image; failures become an error result."""
+        name = f"<array {index}>" if isinstance(source, np.ndarray) else str(source)
+        result = DetectionResult(index, name)
         try:
-            result.image = read_image(source)
+            result.image = to_bgr8(source) if isinstance(source, np.ndarray) else read_image(source)
         except ImageReadError as exc:
             result.error = exc.reason
-        return result
+            return _Prepared(result)
+        except ValueError as exc:
+            result.error = str(exc)
+            return _Prepared(result)
+        tensor, box = preprocess_into(result.image, self.preprocess_config)
+        return _Prepared(result, tensor, box)
 
-    def _run_chunk(self, chunk: list[DetectionResult]) -> list[DetectionResult]:
-        readable = [r for r in chunk if r.ok]
-        step = 1 if self.preprocess_config.keep_res else self.batch_size  # keep_res: own sizes
-        for start in range(0, len(readable), step):
-            self._infer(readable[start : start + step])
-        return chunk
-
-    def _infer(self, results: list[DetectionResult]) -> None:
-        """Fill ``detections`` of up to batch_size read images, padding a short batch."""
-        first = results[0].image
+    def _submit(self, items: list[_Prepared], decoder: ThreadPoolExecutor) -> None:
+        """Run the engine on ``items`` (padding a short batch) and queue their decoding."""
+        rows = self.engine.batch_size or len(items)
+        first = items[0].tensor
         assert first is not None
-        box = make_letterbox(first.shape[1], first.shape[0], self.preprocess_config)
-        width, height = box.input_size
-        rows = self.engine.batch_size or len(results)
-        batch = np.zeros((rows, 3, height, width), dtype=np.float32)
-        boxes = []
-        for row, result in enumerate(results):
-            assert result.image is not None
-            _, box = preprocess_into(result.image, self.preprocess_config, batch[row])
-            boxes.append(box)
+        batch = np.zeros((rows, *first.shape), dtype=np.float32)
+        for row, item in enumerate(items):
+            batch[row] = item.tensor
+            item.tensor = None  # free it: the batch holds the pixels now
         outputs = self.engine(batch)
-        for result, detections in zip(
-            results, postprocess(outputs, boxes, self.postprocess_config)
-        ):
-            result.detections = detections
+        future = decoder.submit(self._decode, outputs, items)
+        for item in items:
+            item.done = future
+
+    def _decode(self, outputs: dict[str, np.ndarray], items: list[_Prepared]) -> None:
+        boxes = [item.box for item in items]
+        for item, detections in zip(items, postprocess(outputs, boxes, self.postprocess_config)):
+            item.result.detections = detections
+
+    @staticmethod
+    def _finished(waiting: deque[_Prepared], block: bool) -> Iterator[DetectionResult]:
+        """Yield results from the front while they are complete (all of them if block)."""
+        while waiting:
+            head = waiting[0]
+            if head.result.ok:
+                if head.done is None:
+                    if block:
+                        raise RuntimeError("an image was never submitted")  # a bug, not input
+                    return
+                if not block and not head.done.done():
+                    return
+                head.done.result()  # re-raises a decoding failure
+            yield waiting.popleft().result

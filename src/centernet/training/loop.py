@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable
@@ -12,13 +13,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from centernet.datasets.coco import (
-    CocoAnnotations,
-    CocoImage,
-    category_ids_for,
-    detections_to_coco,
-    load_annotations,
-)
+from centernet.datasets.coco import CocoAnnotations, CocoImage, load_annotations
 from centernet.errors import CenterNetError
 from centernet.models import create_model
 from centernet.models.checkpoint import read_state_dict, save_checkpoint
@@ -116,20 +111,17 @@ def evaluate_network(
 ) -> dict[str, float]:
     """COCO AP of an in-memory network through the real inference path (threshold 0)."""
     from centernet.engines.torch import TorchEngine
-    from centernet.evaluate import coco_evaluate
+    from centernet.evaluate import evaluate_detector
     from centernet.pipeline import Detector
 
     was_training = network.training
     engine = TorchEngine.from_network(network.eval(), spec, device)
-    detector = Detector(engine, threshold=0.0, batch_size=batch_size)
-    category_ids = category_ids_for(spec.class_names, annotations)
-    results = []
-    paths = [str(image_dir / im.file_name) for im in images]
-    for image, result in zip(images, detector.stream(paths)):
-        if result.ok:
-            results += detections_to_coco(result.detections, category_ids, image_id=image.id)
+    subset = dataclasses.replace(annotations, images=images)
+    outcome = evaluate_detector(
+        Detector(engine, threshold=0.0, batch_size=batch_size), subset, image_dir
+    )
     network.train(was_training)
-    return coco_evaluate(annotations.path, results, image_ids=[im.id for im in images])
+    return outcome.stats
 
 
 def train(config: TrainConfig, callback: Callable[[TrainEvent], None] | None = None) -> TrainResult:

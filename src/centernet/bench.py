@@ -1,0 +1,52 @@
+"""Throughput and latency: the engine alone on random input (network-only).
+
+Like the vendor's ``mm_run``: a fixed random batch, warm-up runs, then timed runs; images
+per second from the median batch latency, and latency percentiles per batch.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from centernet.engines import Engine
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Latency percentiles of one batch (ms) and the throughput they imply."""
+
+    batch: int
+    iterations: int
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    mean_ms: float
+
+    @property
+    def images_per_s(self) -> float:
+        return self.batch * 1000.0 / self.p50_ms
+
+
+def summarize(batch: int, seconds: list[float]) -> Timing:
+    ms = np.asarray(seconds) * 1e3
+    p50, p90, p99 = np.percentile(ms, [50, 90, 99])
+    return Timing(batch, len(ms), float(p50), float(p90), float(p99), float(ms.mean()))
+
+
+def time_network(
+    engine: Engine, batch: int, iterations: int = 20, warmup: int = 3, seed: int = 0
+) -> Timing:
+    """Time ``engine`` on a random (batch, 3, H, W) input of its spec's input size."""
+    height, width = engine.spec.input_size
+    x = np.random.default_rng(seed).standard_normal((batch, 3, height, width)).astype(np.float32)
+    for _ in range(warmup):
+        engine(x)
+    seconds = []
+    for _ in range(iterations):
+        start = time.perf_counter()
+        engine(x)
+        seconds.append(time.perf_counter() - start)
+    return summarize(batch, seconds)
