@@ -128,14 +128,16 @@ def cmd_export(args: argparse.Namespace) -> int:
         dynamic_batch=args.dynamic_batch,
         dynamic_size=args.dynamic_size,
         opset=args.opset,
+        output_mode="topk" if args.topk_in_graph else "maps",
         verify=not args.no_verify,
     )
     result = export_onnx(network, args.output, spec, config)
     size_mb = result.path.stat().st_size / 1e6
     batch = "N" if config.dynamic_batch else str(config.batch)
     hw = "HxW" if config.dynamic_size else f"{spec.input_size[0]}x{spec.input_size[1]}"
+    key = "scores" if config.output_mode == "topk" else "hm"
     check = (
-        f", max |hm| diff vs torch {result.max_abs_diff['hm']:.1e}"
+        f", max |{key}| diff vs torch {result.max_abs_diff[key]:.1e}"
         if result.max_abs_diff
         else ", not verified"
     )
@@ -422,6 +424,11 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--batch", type=_positive_int, default=1, help="static batch size")
     group.add_argument("--dynamic-batch", action="store_true", help="free batch dimension")
     p.add_argument("--dynamic-size", action="store_true", help="free H and W (for --keep-res)")
+    p.add_argument(
+        "--topk-in-graph",
+        action="store_true",
+        help="end the graph in top-K boxes/scores/classes instead of the maps",
+    )
     p.add_argument("--classes", default=None, help="class names, one per line")
     p.add_argument("--opset", type=int, default=17)
     p.add_argument("--no-verify", action="store_true", help="skip the ONNX Runtime check")

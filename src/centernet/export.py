@@ -24,6 +24,8 @@ from centernet.types import ModelSpec
 
 INPUT_NAME = "input"
 MAP_OUTPUTS = ("hm_max", "hm", "wh", "reg")
+TOPK_OUTPUTS = ("boxes", "scores", "classes")
+OUTPUT_MODES = ("maps", "topk")
 MIN_OPSET = 17
 
 
@@ -41,6 +43,41 @@ class DeployModel(nn.Module):
         return hm_max, hm, out["wh"], out["reg"]
 
 
+class TopKDeployModel(nn.Module):
+    """DeployModel followed by ctdet_decode's peak top-K, all in the graph.
+
+    Outputs ``boxes`` (N, K, 4) xyxy in output-map cells, ``scores`` (N, K) and
+    ``classes`` (N, K): the host only maps K boxes through the inverse affine instead of
+    reading two C x H x W maps.
+    """
+
+    def __init__(self, network: nn.Module, k: int = 100) -> None:
+        super().__init__()
+        self.maps = DeployModel(network)
+        self.k = k
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        hm_max, hm, wh, reg = self.maps(x)
+        width = hm.shape[3]
+        cells = hm.shape[2] * width
+        peaks = torch.where(hm == hm_max, hm, torch.zeros_like(hm))
+        scores, index = torch.topk(peaks.flatten(1), self.k, dim=1)
+        classes = torch.div(index, cells, rounding_mode="floor")
+        position = index - classes * cells
+        ys = torch.div(position, width, rounding_mode="floor")
+        xs = position - ys * width
+        at = position.unsqueeze(1).expand(-1, 2, -1)
+        offset = torch.gather(reg.flatten(2), 2, at)
+        size = torch.gather(wh.flatten(2), 2, at)
+        cx = xs.to(hm.dtype) + offset[:, 0]
+        cy = ys.to(hm.dtype) + offset[:, 1]
+        boxes = torch.stack(
+            [cx - size[:, 0] / 2, cy - size[:, 1] / 2, cx + size[:, 0] / 2, cy + size[:, 1] / 2],
+            dim=2,
+        )
+        return boxes, scores, classes
+
+
 @dataclass(frozen=True)
 class ExportConfig:
     """What shape of graph to write."""
@@ -49,6 +86,7 @@ class ExportConfig:
     dynamic_batch: bool = False
     dynamic_size: bool = False  # free H and W, needed for --keep-res
     opset: int = MIN_OPSET
+    output_mode: str = "maps"  # "topk": boxes/scores/classes from an in-graph top-K
     verify: bool = True
     hm_tolerance: float = 1e-4  # max abs difference of hm, ONNX Runtime vs torch
 
@@ -88,16 +126,20 @@ def export_onnx(
     path.parent.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     height, width = spec.input_size
+    if config.output_mode not in OUTPUT_MODES:
+        raise CenterNetError(f"unknown output mode {config.output_mode!r}")
+    topk = config.output_mode == "topk"
+    outputs = TOPK_OUTPUTS if topk else MAP_OUTPUTS
     batch = 2 if config.dynamic_batch else config.batch
-    deploy = DeployModel(network).eval()
+    deploy = (TopKDeployModel(network, spec.max_objects) if topk else DeployModel(network)).eval()
     example = torch.randn(batch, 3, height, width)
     axes: dict[str, dict[int, str]] = {}
     if config.dynamic_batch or config.dynamic_size:
-        for name in (INPUT_NAME, *MAP_OUTPUTS):
+        for name in (INPUT_NAME, *outputs):
             axes[name] = {}
             if config.dynamic_batch:
                 axes[name][0] = "batch"
-            if config.dynamic_size:
+            if config.dynamic_size and (name == INPUT_NAME or not topk):
                 axes[name].update({2: "height", 3: "width"})
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
@@ -106,7 +148,7 @@ def export_onnx(
             (example,),
             str(path),
             input_names=[INPUT_NAME],
-            output_names=list(MAP_OUTPUTS),
+            output_names=list(outputs),
             opset_version=config.opset,
             dynamic_axes=axes or None,
             do_constant_folding=True,
@@ -114,29 +156,35 @@ def export_onnx(
         )
     spec.batch = "dynamic" if config.dynamic_batch else config.batch
     spec.dynamic_size = config.dynamic_size
-    spec.output_mode = "maps"
+    spec.output_mode = config.output_mode
     model = onnx.load(str(path))
     write_spec(model, spec)
     model.producer_name = "centernet-deploy"
     onnx.save(model, str(path))
     result = ExportResult(path=path, spec=spec, seconds=0.0)
     if config.verify:
-        result.max_abs_diff = verify_against_torch(deploy, path, example)
-        if result.max_abs_diff["hm"] > config.hm_tolerance:
+        result.max_abs_diff = verify_against_torch(deploy, path, example, outputs)
+        key = "scores" if topk else "hm"
+        if result.max_abs_diff[key] > config.hm_tolerance:
             raise CenterNetError(
-                f"exported model disagrees with torch: max |hm| difference "
-                f"{result.max_abs_diff['hm']:.2e} > {config.hm_tolerance:.0e}"
+                f"exported model disagrees with torch: max |{key}| difference "
+                f"{result.max_abs_diff[key]:.2e} > {config.hm_tolerance:.0e}"
             )
     result.seconds = time.perf_counter() - started
     return result
 
 
-def verify_against_torch(deploy: nn.Module, path: Path, example: torch.Tensor) -> dict[str, float]:
+def verify_against_torch(
+    deploy: nn.Module, path: Path, example: torch.Tensor, outputs: tuple[str, ...] = MAP_OUTPUTS
+) -> dict[str, float]:
     """Max abs difference per output between ONNX Runtime and torch on ``example``."""
     import onnxruntime as ort
 
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    got = dict(zip(MAP_OUTPUTS, session.run(list(MAP_OUTPUTS), {INPUT_NAME: example.numpy()})))
+    got = dict(zip(outputs, session.run(list(outputs), {INPUT_NAME: example.numpy()})))
     with torch.no_grad():
-        expected = dict(zip(MAP_OUTPUTS, (t.numpy() for t in deploy(example))))
-    return {k: float(np.max(np.abs(got[k] - expected[k]))) for k in MAP_OUTPUTS}
+        expected = dict(zip(outputs, (t.numpy() for t in deploy(example))))
+    return {
+        k: float(np.max(np.abs(got[k].astype(np.float64) - expected[k].astype(np.float64))))
+        for k in outputs
+    }

@@ -88,6 +88,11 @@ class Detector:
         fixed = self.engine.batch_size
         if fixed is not None and batch_size not in (None, fixed):
             raise CenterNetError(f"this model was built for batch {fixed}; got batch {batch_size}")
+        if spec.output_mode == "topk" and max_dets > spec.max_objects:
+            raise CenterNetError(
+                f"this model's graph keeps the top {spec.max_objects} boxes; max_dets {max_dets} "
+                "needs a re-export"
+            )
         self.batch_size = fixed or batch_size or 1
         self.readers = max(1, readers)
         self.prefetch = prefetch or 2 * self.batch_size + self.readers

@@ -65,12 +65,41 @@ def decode_image(
     return Detections(xyxy.astype(np.float32), scores, classes.astype(np.int64))
 
 
+def decode_topk_image(
+    boxes: np.ndarray,
+    scores: np.ndarray,
+    classes: np.ndarray,
+    box: Letterbox,
+    config: PostprocessConfig = PostprocessConfig(),
+) -> Detections:
+    """Decode one image of the in-graph top-K mode: ``boxes`` (K, 4) in output-map cells."""
+    keep = (scores > 0) & (scores >= config.threshold)
+    order = np.lexsort(
+        (np.arange(len(scores)), -scores)
+    )  # the graph's TopK is sorted; keep ties stable
+    keep_sorted = order[keep[order]][: config.max_dets]
+    corners = boxes[keep_sorted].astype(np.float32).reshape(-1, 2)
+    xyxy = Letterbox.apply(box.output_to_original, corners).reshape(-1, 4)
+    return Detections(
+        xyxy.astype(np.float32),
+        scores[keep_sorted].astype(np.float32),
+        classes[keep_sorted].astype(np.int64),
+    )
+
+
 def postprocess(
     outputs: dict[str, np.ndarray],
     boxes: list[Letterbox],
     config: PostprocessConfig = PostprocessConfig(),
 ) -> list[Detections]:
     """Decode a batch; ``outputs`` are taken by name, and may hold padding past len(boxes)."""
+    if "boxes" in outputs:  # in-graph top-K mode
+        return [
+            decode_topk_image(
+                outputs["boxes"][i], outputs["scores"][i], outputs["classes"][i], box, config
+            )
+            for i, box in enumerate(boxes)
+        ]
     hm_max, hm, wh, reg = (outputs[name] for name in ("hm_max", "hm", "wh", "reg"))
     return [
         decode_image(hm_max[i], hm[i], wh[i], reg[i], box, config) for i, box in enumerate(boxes)

@@ -3,8 +3,9 @@
 - fp16: weights and activations in float16, the graph's inputs and outputs kept float32.
 - int8: ONNX Runtime ``quantize_static`` in QDQ format, per-channel int8 weights, uint8
   activations calibrated on real images through the inference pre-processing
-  (minmax / percentile / entropy). The closing Sigmoid and MaxPool stay in float so that
-  ``hm`` and ``hm_max`` remain exactly comparable for peak finding.
+  (minmax / percentile / entropy). The in-graph decode (the Sigmoid and everything after
+  it: the heatmap max-pool, and top-K when present) stays in float so that ``hm`` and
+  ``hm_max`` remain exactly comparable for peak finding.
 - int8-mixed: int8, except the three heads and the convolutions that hurt most, kept in
   float. "Hurt most" is measured, not guessed: on calibration images, the signal-to-
   quantization-noise ratio (SQNR, dB) of every activation of the int8 model against the
@@ -33,7 +34,6 @@ from centernet.types import ModelSpec
 PRECISIONS = ("fp32", "fp16", "int8", "int8-mixed")
 CALIBRATION_METHODS = ("minmax", "percentile", "entropy")
 HEADS = ("hm", "wh", "reg")
-FLOAT_OPS = ("Sigmoid", "MaxPool")  # the in-graph decode: never quantized
 
 
 @dataclass(frozen=True)
@@ -116,6 +116,17 @@ def head_nodes(model: onnx.ModelProto) -> list[str]:
     return [n.name for n in model.graph.node if n.op_type == "Conv" and n.name.startswith(prefixes)]
 
 
+def decode_nodes(model: onnx.ModelProto) -> list[str]:
+    """The heatmap Sigmoid and every node downstream of it: the decode, kept in float."""
+    tainted = set()
+    names = []
+    for node in model.graph.node:  # ONNX graphs are topologically sorted
+        if node.op_type == "Sigmoid" or any(i in tainted for i in node.input):
+            tainted.update(node.output)
+            names.append(node.name)
+    return names
+
+
 def conv_nodes(model: onnx.ModelProto) -> list[onnx.NodeProto]:
     return [n for n in model.graph.node if n.op_type in ("Conv", "ConvTranspose")]
 
@@ -161,7 +172,7 @@ def quantize_qdq(
 
     prepared = out_path.with_suffix(".prep.onnx")
     quant_pre_process(str(float_path), str(prepared), skip_symbolic_shape=True)
-    float_op_nodes = [n.name for n in onnx.load(str(prepared)).graph.node if n.op_type in FLOAT_OPS]
+    decode = decode_nodes(onnx.load(str(prepared)))
     reader.rewind()
     quantize_static(
         str(prepared),
@@ -172,7 +183,7 @@ def quantize_qdq(
         activation_type=QuantType.QUInt8,
         weight_type=QuantType.QInt8,
         calibrate_method=_calibrate_method(method),
-        nodes_to_exclude=[*exclude, *float_op_nodes],
+        nodes_to_exclude=[*exclude, *decode],
         extra_options={"CalibMovingAverage": method == "minmax"},
     )
     prepared.unlink(missing_ok=True)

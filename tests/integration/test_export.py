@@ -82,3 +82,34 @@ def test_onnx_that_is_not_centernet_is_one_clear_error(tmp_path):
     (tmp_path / "junk.onnx").write_bytes(b"\x00garbage" * 10)
     with pytest.raises(ModelFileError, match="cannot load as an ONNX model"):
         open_engine(tmp_path / "junk.onnx")
+
+
+@pytest.mark.parametrize("dynamic_size", [False, True])
+def test_topk_in_graph_gives_the_same_detections(tiny_network, tmp_path, photo_paths, dynamic_size):
+    from centernet.pipeline import Detector
+    from tests.conftest import export_tiny
+    from tests.integration.test_detector import assert_detections_close
+
+    maps = export_tiny(
+        tiny_network, tmp_path / "maps.onnx", dynamic_batch=True, dynamic_size=dynamic_size
+    )
+    topk = export_tiny(
+        tiny_network,
+        tmp_path / "topk.onnx",
+        dynamic_batch=True,
+        dynamic_size=dynamic_size,
+        output_mode="topk",
+    )
+    assert [o.name for o in onnx.load(str(topk)).graph.output] == ["boxes", "scores", "classes"]
+    a, b = Detector(maps, batch_size=3), Detector(topk, batch_size=3)
+    assert b.spec.output_mode == "topk"
+    for x, y in zip(a(photo_paths), b(photo_paths)):
+        assert_detections_close(x, y, atol=1e-4, score_atol=1e-6)
+    cut = float(np.median(a(photo_paths[0]).scores))
+    x = Detector(maps, threshold=cut)(photo_paths[0])
+    y = Detector(topk, threshold=cut)(photo_paths[0])
+    assert len(x) == len(y) and np.allclose(x.xyxy, y.xyxy, atol=1e-4)
+    if dynamic_size:
+        kx = Detector(maps, keep_res=True)(photo_paths[1])
+        ky = Detector(topk, keep_res=True)(photo_paths[1])
+        assert_detections_close(kx, ky, atol=1e-4, score_atol=1e-6)

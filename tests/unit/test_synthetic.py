@@ -31,7 +31,7 @@ def test_coco_file_is_consistent(tmp_path):
     for ann in data["annotations"]:
         x, y, w, h = ann["bbox"]
         width, height = sizes[ann["image_id"]]
-        assert 0 <= x and 0 <= y and x + w <= width and y + h <= height and w >= 1 and h >= 1
+        assert x >= 0 and y >= 0 and x + w <= width and y + h <= height and w >= 1 and h >= 1
         assert ann["area"] == w * h and 1 <= ann["category_id"] <= len(CLASSES)
 
 
