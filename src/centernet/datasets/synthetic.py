@@ -36,6 +36,8 @@ class SynthConfig:
     min_object: int = 16  # pixels, longest side of the smallest shape
     max_object_fraction: float = 0.45  # of the image's shorter side
     max_overlap: float = 0.35  # intersection / smaller box area: above it, redraw the position
+    keep_inside: bool = False  # whole shapes only (no shape cut by the image border)
+    shapes: tuple[int, ...] | None = None  # draw only these class ids (all by default)
     clutter: bool = True
     noise: bool = True
     jpeg_quality: int = 90
@@ -199,13 +201,19 @@ def render_sample(seed: int, index: int, config: SynthConfig = SynthConfig()) ->
         for _attempt in range(10):
             # log-uniform size: as many small objects as large ones
             size = int(round(math.exp(rng.uniform(math.log(config.min_object), math.log(biggest)))))
-            cx, cy = int(rng.integers(0, width)), int(rng.integers(0, height))
+            margin = size // 2 + 2 if config.keep_inside else 0
+            if 2 * margin >= min(width, height):
+                continue
+            cx = int(rng.integers(margin, width - margin))
+            cy = int(rng.integers(margin, height - margin))
             guess = (cx - size // 2, cy - size // 2, cx + size // 2, cy + size // 2)
             if all(_overlap(guess, o.box) <= config.max_overlap for o in objects):
                 break
         else:
             continue
         class_id = int(rng.integers(0, len(CLASSES)))
+        if config.shapes is not None:
+            class_id = config.shapes[class_id % len(config.shapes)]
         colour = _random_colour(rng, near=image[min(cy, height - 1), min(cx, width - 1)])
         box = _draw_shape(image, class_id, cx, cy, size, float(rng.uniform(0, 2 * math.pi)), colour)
         if box is not None:
