@@ -1,7 +1,9 @@
-"""Throughput and latency: the engine alone on random input (network-only).
+"""Throughput and latency.
 
-Like the vendor's ``mm_run``: a fixed random batch, warm-up runs, then timed runs; images
-per second from the median batch latency, and latency percentiles per batch.
+Network-only, like the vendor's ``mm_run``: a fixed random batch, warm-up runs, then
+timed runs; images per second from the median batch latency, latency percentiles per
+batch. End-to-end: wall time from image files to Detections through the pipelined
+Detector (read, decode, pre-process, engine, post-process).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from centernet.engines import Engine
+from centernet.pipeline import Detector
 
 
 @dataclass(frozen=True)
@@ -50,3 +53,27 @@ def time_network(
         engine(x)
         seconds.append(time.perf_counter() - start)
     return summarize(batch, seconds)
+
+
+def time_end_to_end(detector: Detector, paths: list[str], warmup: int = 0) -> float:
+    """Images per second from files to Detections through ``detector.stream`` (wall time).
+
+    ``warmup`` images are run first and not counted (engine start-up, caches).
+    """
+    if warmup:
+        for _ in detector.stream(paths[:warmup]):
+            pass
+    start = time.perf_counter()
+    done = sum(1 for result in detector.stream(paths) if result.ok)
+    return done / (time.perf_counter() - start)
+
+
+def parse_batches(text: str) -> list[int]:
+    """'1,4,8' -> [1, 4, 8]."""
+    try:
+        batches = [int(b) for b in text.split(",") if b.strip()]
+    except ValueError:
+        raise ValueError(f"not a list of batch sizes: {text!r}") from None
+    if not batches or min(batches) < 1:
+        raise ValueError(f"batch sizes must be >= 1: {text!r}")
+    return batches

@@ -310,6 +310,141 @@ def cmd_build(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# ---------------------------------------------------------------- bench
+
+
+def _batches(text: str) -> list[int]:
+    from centernet.bench import parse_batches
+
+    try:
+        return parse_batches(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from centernet.bench import time_end_to_end, time_network
+    from centernet.engines import open_engine
+    from centernet.images import collect_image_paths
+    from centernet.pipeline import Detector
+
+    engine = open_engine(args.model, args.engine, _engine_options(args))
+    fixed = engine.batch_size
+    batches = args.batch
+    if fixed is not None and batches != [fixed]:
+        print(f"note: {args.model} is built for batch {fixed}; timing that batch only")
+        batches = [fixed]
+    paths = collect_image_paths([args.images]) if args.images else []
+    rows = []
+    for batch in batches:
+        timing = time_network(engine, batch, args.iterations, args.warmup)
+        row = {"batch": batch, "network": timing, "e2e": None}
+        if paths:
+            detector = Detector(engine, batch_size=batch)
+            count = max(len(paths), 2 * batch)
+            work = (paths * (count // len(paths) + 1))[:count]
+            row["e2e"] = time_end_to_end(detector, work, warmup=batch)
+        rows.append(row)
+    spec = engine.spec
+    print(
+        f"{args.model}: {spec.arch} {spec.precision}, engine {engine.name}, "
+        f"input {spec.input_size[0]}x{spec.input_size[1]}, {args.iterations} iterations"
+    )
+    header = "| batch | network img/s | p50 ms | p90 ms | p99 ms |" + (
+        " end-to-end img/s |" if paths else ""
+    )
+    print(header)
+    print("|---" * (header.count("|") - 1) + "|")
+    for row in rows:
+        t = row["network"]
+        line = (
+            f"| {t.batch} | {t.images_per_s:.2f} | {t.p50_ms:.1f} | {t.p90_ms:.1f} "
+            f"| {t.p99_ms:.1f} |"
+        )
+        if paths:
+            line += f" {row['e2e']:.2f} |"
+        print(line)
+    if args.json:
+        data = {
+            "model": str(args.model),
+            "engine": engine.name,
+            "precision": spec.precision,
+            "rows": [
+                {
+                    "batch": r["batch"],
+                    "network_images_per_s": r["network"].images_per_s,
+                    "p50_ms": r["network"].p50_ms,
+                    "p90_ms": r["network"].p90_ms,
+                    "p99_ms": r["network"].p99_ms,
+                    "e2e_images_per_s": r["e2e"],
+                }
+                for r in rows
+            ],
+        }
+        Path(args.json).write_text(json.dumps(data, indent=2))
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------- report
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from centernet.report import ReportConfig, make_report, write_report
+
+    config = ReportConfig(
+        batches=tuple(args.batch),
+        iterations=args.iterations,
+        limit=args.limit,
+        e2e_images=args.e2e_images,
+        engine=args.engine,
+        threads=args.threads,
+    )
+    report = make_report(
+        args.models,
+        args.images,
+        args.ann,
+        config,
+        baseline=args.baseline,
+        on_progress=lambda name: print(f"measuring {name}", file=sys.stderr, flush=True),
+    )
+    files = write_report(report, args.out)
+    print(report.accuracy_table())
+    print()
+    print(report.throughput_table())
+    print(f"wrote {', '.join(str(f) for f in files)}")
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------- demo
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from centernet.demo import DemoConfig, run_demo
+    from centernet.report import ReportConfig
+
+    started = time.perf_counter()
+    config = DemoConfig(
+        images=args.images,
+        calib_images=args.calib_images,
+        report=ReportConfig(iterations=args.iterations, e2e_images=args.e2e_images),
+    )
+    result = run_demo(
+        args.out,
+        config,
+        on_step=lambda text: print(f"[{time.perf_counter() - started:5.0f} s] {text}", flush=True),
+    )
+    print("\nAccuracy per precision (COCO, held-out synthetic images)\n")
+    print(result.report.accuracy_table())
+    print("\nImages/s per precision and batch (network only and end to end)\n")
+    print(result.report.throughput_table())
+    print(
+        f"\ndemo done in {time.perf_counter() - started:.0f} s: report {result.out / 'report.md'}, "
+        f"plot {result.out / 'report.png'}, {len(result.annotated)} annotated images in "
+        f"{result.out / 'annotated'}"
+    )
+    return EXIT_OK
+
+
 # ---------------------------------------------------------------- synth
 
 
@@ -479,6 +614,40 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="runs/eval", help="folder for metrics.json and detections")
     _add_engine_args(p)
     p.set_defaults(func=cmd_eval)
+
+    p = commands.add_parser("bench", help="images/s and latency per batch size")
+    p.add_argument("model", help=".onnx build or .pth checkpoint")
+    p.add_argument("--batch", type=_batches, default=[1, 4, 8], help="batch sizes, e.g. 1,4,8")
+    p.add_argument("--iterations", type=_positive_int, default=20, help="timed runs per batch")
+    p.add_argument("--warmup", type=int, default=3, help="untimed runs first")
+    p.add_argument("--images", default=None, help="folder of images: also time end to end")
+    p.add_argument("--json", default=None, help="write the numbers to this file")
+    p.add_argument("--engine", default="auto", choices=("auto", "onnxruntime", "openvino", "torch"))
+    p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    p.add_argument("--threads", type=_positive_int, default=None, help="engine threads")
+    p.set_defaults(func=cmd_bench)
+
+    p = commands.add_parser("report", help="AP and images/s of several builds, side by side")
+    p.add_argument("models", nargs="+", help=".onnx builds (and .pth checkpoints)")
+    p.add_argument("--images", required=True, help="folder of the annotated images")
+    p.add_argument("--ann", required=True, help="COCO instances.json")
+    p.add_argument("--out", required=True, help="folder for report.md/.json/.png")
+    p.add_argument("--baseline", default=None, help="checkpoint timed as torch eager fp32")
+    p.add_argument("--batch", type=_batches, default=[1, 4, 8])
+    p.add_argument("--iterations", type=_positive_int, default=10)
+    p.add_argument("--limit", type=_positive_int, default=None, help="first N annotated images")
+    p.add_argument("--e2e-images", type=_positive_int, default=32, help="files timed end to end")
+    p.add_argument("--engine", default="auto", choices=("auto", "onnxruntime", "openvino", "torch"))
+    p.add_argument("--threads", type=_positive_int, default=None)
+    p.set_defaults(func=cmd_report)
+
+    p = commands.add_parser("demo", help="the whole path on the bundled default model")
+    p.add_argument("--out", default="centernet-demo", help="folder for everything it writes")
+    p.add_argument("--images", type=_positive_int, default=40, help="held-out synthetic images")
+    p.add_argument("--calib-images", type=_positive_int, default=32)
+    p.add_argument("--iterations", type=_positive_int, default=8, help="timed runs per batch")
+    p.add_argument("--e2e-images", type=_positive_int, default=24, help="files timed end to end")
+    p.set_defaults(func=cmd_demo)
 
     p = commands.add_parser("synth", help="write the deterministic synthetic shapes set")
     p.add_argument("--out", required=True, help="folder for images/ and instances.json")

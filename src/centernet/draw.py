@@ -1,12 +1,14 @@
-"""Annotated copies of images: a box, class name and score per detection."""
+"""Pictures: annotated copies of images (box, class name, score) and the report's plot."""
 
 from __future__ import annotations
 
 import colorsys
+from pathlib import Path
 
 import cv2
 import numpy as np
 
+from centernet.errors import MissingDependencyError
 from centernet.types import Detections
 
 
@@ -45,3 +47,27 @@ def draw_detections(
             cv2.LINE_AA,
         )
     return canvas
+
+
+def plot_throughput_vs_ap(
+    points: list[tuple[str, float, float, bool]], path: str | Path, title: str = ""
+) -> None:
+    """Scatter of (label, AP, images/s, is_baseline): one point per model and batch size."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise MissingDependencyError("matplotlib", "eval") from None
+    figure, axes = plt.subplots(figsize=(8, 5), dpi=110)
+    for label, ap, speed, baseline in points:
+        axes.scatter(speed, ap, marker="s" if baseline else "o", s=40)
+        axes.annotate(label, (speed, ap), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    axes.set_xlabel("images/s (network only)")
+    axes.set_ylabel("COCO AP")
+    axes.set_title(title, fontsize=9)
+    axes.grid(True, alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(str(path))
+    plt.close(figure)
