@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from centernet.errors import CenterNetError
+from centernet.errors import CenterNetError, ModelFileError
 from centernet.types import ModelSpec
 
 INPUT_NAME = "input"
@@ -114,6 +114,26 @@ def read_spec(model: onnx.ModelProto) -> ModelSpec | None:
         if prop.key == ModelSpec.METADATA_KEY:
             return ModelSpec.from_json(prop.value)
     return None
+
+
+def load_centernet_onnx(path: str | Path) -> tuple[onnx.ModelProto, ModelSpec]:
+    """An exported model and its ModelSpec; a clear ModelFileError for anything else."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"{path}: no such model file")
+    try:
+        model = onnx.load(str(path))
+    except Exception as exc:
+        raise ModelFileError(
+            f"{path}: cannot load as an ONNX model ({type(exc).__name__})"
+        ) from None
+    spec = read_spec(model)
+    if spec is None:
+        raise ModelFileError(
+            f"{path}: not a CenterNet export (no '{ModelSpec.METADATA_KEY}' metadata); "
+            "make one with `centernet export`"
+        )
+    return model, spec
 
 
 def export_onnx(

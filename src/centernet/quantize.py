@@ -27,8 +27,8 @@ import numpy as np
 import onnx
 
 from centernet.calibration import ImageCalibrationReader, calibration_paths
-from centernet.errors import CenterNetError, ModelFileError
-from centernet.export import INPUT_NAME, read_spec, write_spec
+from centernet.errors import CenterNetError
+from centernet.export import INPUT_NAME, load_centernet_onnx, write_spec
 from centernet.types import ModelSpec
 
 PRECISIONS = ("fp32", "fp16", "int8", "int8-mixed")
@@ -73,24 +73,6 @@ class BuildResult:
 
 
 # ---------------------------------------------------------------- graph helpers
-
-
-def load_centernet_onnx(path: str | Path) -> tuple[onnx.ModelProto, ModelSpec]:
-    path = Path(path)
-    if not path.is_file():
-        raise ModelFileError(f"{path}: no such model file")
-    try:
-        model = onnx.load(str(path))
-    except Exception as exc:
-        raise ModelFileError(
-            f"{path}: cannot load as an ONNX model ({type(exc).__name__})"
-        ) from None
-    spec = read_spec(model)
-    if spec is None:
-        raise ModelFileError(
-            f"{path}: not a CenterNet export (no '{ModelSpec.METADATA_KEY}' metadata)"
-        )
-    return model, spec
 
 
 def set_batch(model: onnx.ModelProto, batch: int | str) -> None:
@@ -278,8 +260,9 @@ def build(input_path: str | Path, output_path: str | Path, config: BuildConfig) 
                 heads = head_nodes(model)
                 exclude = list(heads)
                 result_kept += [KeptLayer(h, "head (always float in int8-mixed)") for h in heads]
-                extra = choose_float_layers(float_path, Path(tmp), spec, paths, reader_batch, calib,
-                                            exclude, config)  # fmt: skip
+                extra = choose_float_layers(
+                    float_path, Path(tmp), spec, paths, reader_batch, calib, exclude, config
+                )
                 exclude += [k.node for k in extra]
                 result_kept += extra
             qdq_path = Path(tmp) / "qdq.onnx"
@@ -321,8 +304,13 @@ def choose_float_layers(
     """Measure each convolution's SQNR loss in a trial int8 build; the worst stay float."""
     probe = paths[: max(batch, config.mixed_probe_images - config.mixed_probe_images % batch)]
     trial = workdir / "trial.onnx"
-    quantize_qdq(float_path, trial, ImageCalibrationReader(paths, spec, batch, INPUT_NAME),
-                 calib.method, already)  # fmt: skip
+    quantize_qdq(
+        float_path,
+        trial,
+        ImageCalibrationReader(paths, spec, batch, INPUT_NAME),
+        calib.method,
+        already,
+    )
     sqnr = activation_sqnr(
         float_path, trial, ImageCalibrationReader(probe, spec, batch, INPUT_NAME)
     )

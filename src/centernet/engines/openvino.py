@@ -10,12 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import onnx
 
 from centernet.engines.base import EngineOptions
 from centernet.errors import CenterNetError, MissingDependencyError, ModelFileError
-from centernet.export import read_spec
-from centernet.types import ModelSpec
+from centernet.export import load_centernet_onnx
 
 DEFAULT_CACHE = Path.home() / ".cache" / "centernet" / "openvino"
 
@@ -31,16 +29,7 @@ class OpenVinoEngine:
         if options.device != "cpu":
             raise CenterNetError("the openvino engine runs on the CPU here; use --device cpu")
         self.path = Path(path)
-        try:
-            header = onnx.load(str(self.path), load_external_data=False)
-        except Exception as exc:
-            raise ModelFileError(
-                f"{self.path}: cannot load as an ONNX model ({type(exc).__name__})"
-            ) from None
-        spec = read_spec(header)
-        if spec is None:
-            raise ModelFileError(f"{self.path}: not a CenterNet export (no 'centernet' metadata)")
-        self.spec: ModelSpec = spec
+        _, self.spec = load_centernet_onnx(self.path)
         self.core = ov.Core()
         cache = Path(options.cache_dir) if options.cache_dir else DEFAULT_CACHE
         cache.mkdir(parents=True, exist_ok=True)
