@@ -5,7 +5,8 @@
   activations calibrated on real images through the inference pre-processing
   (minmax / percentile / entropy). The in-graph decode (the Sigmoid and everything after
   it: the heatmap max-pool, and top-K when present) stays in float so that ``hm`` and
-  ``hm_max`` remain exactly comparable for peak finding.
+  ``hm_max`` remain exactly comparable for peak finding; so do the 3-channel stem and
+  the ConvTranspose up-sampling, where int8 is slower than float on the CPU.
 - int8-mixed: int8, except the three heads and the convolutions that hurt most, kept in
   float. "Hurt most" is measured, not guessed: on calibration images, the signal-to-
   quantization-noise ratio (SQNR, dB) of every activation of the int8 model against the
@@ -107,6 +108,26 @@ def decode_nodes(model: onnx.ModelProto) -> list[str]:
             tainted.update(node.output)
             names.append(node.name)
     return names
+
+
+def float_by_design(model: onnx.ModelProto) -> list[KeptLayer]:
+    """Convolutions every int8 build keeps in float, because int8 is slower there.
+
+    The stem (3 input channels: too short a dot product for int8 kernels; measured 40 ms
+    int8 against ~10 ms float for DLA-34 at 512x512 on 2 AVX2 cores) and the depthwise
+    ConvTranspose up-sampling (ONNX Runtime's CPU provider has no int8 kernel for it, so
+    quantizing only adds QuantizeLinear/DequantizeLinear around a float op).
+    """
+    weights = {init.name: init for init in model.graph.initializer}
+    kept = []
+    for node in conv_nodes(model):
+        if node.op_type == "ConvTranspose":
+            kept.append(
+                KeptLayer(node.name, "ConvTranspose: no int8 CPU kernel, QDQ only adds work")
+            )
+        elif node.input[1] in weights and weights[node.input[1]].dims[1] <= 4:
+            kept.append(KeptLayer(node.name, "stem with <= 4 input channels: float is faster"))
+    return kept
 
 
 def conv_nodes(model: onnx.ModelProto) -> list[onnx.NodeProto]:
@@ -255,10 +276,11 @@ def build(input_path: str | Path, output_path: str | Path, config: BuildConfig) 
             reader_batch = 1 if spec.dynamic_batch else int(spec.batch)
             paths = calibration_paths(calib.images, calib.count, reader_batch)
             reader = ImageCalibrationReader(paths, spec, reader_batch, INPUT_NAME)
-            exclude: list[str] = []
+            result_kept += float_by_design(model)
+            exclude = [k.node for k in result_kept]
             if config.precision == "int8-mixed":
                 heads = head_nodes(model)
-                exclude = list(heads)
+                exclude += heads
                 result_kept += [KeptLayer(h, "head (always float in int8-mixed)") for h in heads]
                 extra = choose_float_layers(
                     float_path, Path(tmp), spec, paths, reader_batch, calib, exclude, config
