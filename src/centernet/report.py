@@ -139,9 +139,10 @@ def measure_model(
     engine: str | None = None,
     name: str | None = None,
     baseline: bool = False,
+    input_size: tuple[int, int] = (512, 512),
 ) -> ModelRow:
-    """AP and throughput of one model file."""
-    options = EngineOptions(threads=config.threads)
+    """AP and throughput of one model file (``input_size``: a checkpoint's, for torch)."""
+    options = EngineOptions(threads=config.threads, input_size=input_size)
     opened = open_engine(model, engine or config.engine, options)
     annotations = load_annotations(annotation_file)
     outcome = evaluate_detector(
@@ -192,6 +193,7 @@ def make_report(
                 engine="torch",
                 name=f"{Path(baseline).name} (baseline)",
                 baseline=True,
+                input_size=_input_size_of(models),
             )
         )
     for model in models:
@@ -199,6 +201,16 @@ def make_report(
             on_progress(str(model))
         rows.append(measure_model(model, images_dir, annotation_file, config))
     return Report(rows, config)
+
+
+def _input_size_of(models: list[str | Path]) -> tuple[int, int]:
+    """The fix_res input size of the first ONNX model: the baseline must run at it too."""
+    from centernet.export import load_centernet_onnx
+
+    for model in models:
+        if Path(model).suffix == ".onnx":
+            return tuple(load_centernet_onnx(model)[1].input_size)  # type: ignore[return-value]
+    return (512, 512)
 
 
 def write_report(report: Report, out: str | Path) -> list[Path]:
