@@ -36,12 +36,6 @@ class Detections:
                 f"class_ids {self.class_ids.shape}"
             )
 
-    @classmethod
-    def empty(cls) -> Detections:
-        return cls(
-            np.zeros((0, 4), np.float32), np.zeros((0,), np.float32), np.zeros((0,), np.int64)
-        )
-
     def __len__(self) -> int:
         return len(self.scores)
 

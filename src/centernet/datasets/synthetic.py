@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -226,13 +226,6 @@ def render_sample(seed: int, index: int, config: SynthConfig = SynthConfig()) ->
         if rng.random() < 0.3:
             image = cv2.GaussianBlur(image, (3, 3), 0)
     return SynthSample(image=image, clean=clean, objects=objects)
-
-
-def iter_samples(
-    seed: int, count: int, config: SynthConfig = SynthConfig()
-) -> Iterator[SynthSample]:
-    for index in range(count):
-        yield render_sample(seed, index, config)
 
 
 def write_dataset(
