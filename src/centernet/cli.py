@@ -99,6 +99,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from centernet.types import ModelSpec
 
     extra: dict = {}
+    arch_inferred = False
     if args.checkpoint is None:
         if not args.random_init:
             raise CenterNetError("give a checkpoint, or --random-init for untrained weights")
@@ -110,6 +111,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     else:
         loaded = load_checkpoint(args.checkpoint, args.arch)
         arch, network, num_classes = loaded.arch, loaded.model, loaded.num_classes
+        arch_inferred = loaded.arch_source == "inferred"
         names = loaded.class_names
         if loaded.arch_args:
             extra["arch_args"] = loaded.arch_args
@@ -143,8 +145,10 @@ def cmd_export(args: argparse.Namespace) -> int:
     )
     print(
         f"wrote {result.path}: {arch}, {num_classes} classes, input {batch}x3x{hw}, "
-        f"opset {config.opset}, {size_mb:.1f} MB{check}, {result.seconds:.1f} s"
+        f"opset {result.opset}, {size_mb:.1f} MB{check}, {result.seconds:.1f} s"
     )
+    if arch_inferred:
+        print(f"note: architecture {arch} inferred from the checkpoint's keys (--arch to choose)")
     if "weights" in extra:
         print("note: random weights - this model is for trying the tool, not for detecting")
     return EXIT_OK
@@ -553,7 +557,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("export", help="checkpoint -> ONNX with sigmoid + heatmap max-pool")
     p.add_argument("checkpoint", nargs="?", help="original CenterNet .pth (or our own)")
     p.add_argument("-o", "--output", required=True, help="the .onnx file to write")
-    p.add_argument("--arch", default=None, help="architecture (default: from checkpoint)")
+    p.add_argument(
+        "--arch",
+        default=None,
+        help="architecture (default: stored in or inferred from the checkpoint)",
+    )
     p.add_argument("--input-size", type=_input_size, default=(512, 512), help="512 or HxW")
     group = p.add_mutually_exclusive_group()
     group.add_argument("--batch", type=_positive_int, default=1, help="static batch size")

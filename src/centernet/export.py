@@ -27,6 +27,7 @@ MAP_OUTPUTS = ("hm_max", "hm", "wh", "reg")
 TOPK_OUTPUTS = ("boxes", "scores", "classes")
 OUTPUT_MODES = ("maps", "topk")
 MIN_OPSET = 17
+DEFORM_CONV_OPSET = 19  # ONNX's standard DeformConv (with the DCNv2 mask) starts here
 
 
 class DeployModel(nn.Module):
@@ -88,7 +89,10 @@ class ExportConfig:
     opset: int = MIN_OPSET
     output_mode: str = "maps"  # "topk": boxes/scores/classes from an in-graph top-K
     verify: bool = True
-    hm_tolerance: float = 1e-4  # max abs difference of hm, ONNX Runtime vs torch
+    # Max abs difference of hm, ONNX Runtime vs torch. Float32 rounding alone reaches 7e-4
+    # in deep untrained networks (resdcn_101: torch fp32 is 7e-4 from float64, ONNX
+    # Runtime 4e-5); export errors are orders of magnitude larger.
+    hm_tolerance: float = 1e-3
 
 
 @dataclass
@@ -96,6 +100,7 @@ class ExportResult:
     path: Path
     spec: ModelSpec
     seconds: float
+    opset: int = MIN_OPSET
     max_abs_diff: dict[str, float] = field(default_factory=dict)
 
 
@@ -151,6 +156,9 @@ def export_onnx(
     topk = config.output_mode == "topk"
     outputs = TOPK_OUTPUTS if topk else MAP_OUTPUTS
     batch = 2 if config.dynamic_batch else config.batch
+    opset = config.opset
+    if has_deformable_conv(network):
+        opset = max(opset, DEFORM_CONV_OPSET)
     deploy = (TopKDeployModel(network, spec.max_objects) if topk else DeployModel(network)).eval()
     example = torch.randn(batch, 3, height, width)
     axes: dict[str, dict[int, str]] = {}
@@ -169,7 +177,7 @@ def export_onnx(
             str(path),
             input_names=[INPUT_NAME],
             output_names=list(outputs),
-            opset_version=config.opset,
+            opset_version=opset,
             dynamic_axes=axes or None,
             do_constant_folding=True,
             dynamo=False,
@@ -181,7 +189,7 @@ def export_onnx(
     write_spec(model, spec)
     model.producer_name = "centernet-deploy"
     onnx.save(model, str(path))
-    result = ExportResult(path=path, spec=spec, seconds=0.0)
+    result = ExportResult(path=path, spec=spec, seconds=0.0, opset=opset)
     if config.verify:
         result.max_abs_diff = verify_against_torch(deploy, path, example, outputs)
         key = "scores" if topk else "hm"
@@ -192,6 +200,13 @@ def export_onnx(
             )
     result.seconds = time.perf_counter() - started
     return result
+
+
+def has_deformable_conv(network: nn.Module) -> bool:
+    """Whether the network holds DCNv2 layers (exported as ONNX ``DeformConv``, opset 19)."""
+    from centernet.models.dcn import DCN
+
+    return any(isinstance(m, DCN) for m in network.modules())
 
 
 def verify_against_torch(

@@ -25,7 +25,7 @@ from centernet.engines import Engine, EngineOptions, open_engine
 from centernet.errors import CenterNetError, ImageReadError
 from centernet.images import read_image, to_bgr8
 from centernet.postprocess import PostprocessConfig, postprocess
-from centernet.preprocess import PreprocessConfig, preprocess_into
+from centernet.preprocess import PreprocessConfig, keep_res_pad, preprocess_into
 from centernet.types import Detections, Letterbox, ModelSpec
 
 ImageSource = str | Path | np.ndarray
@@ -102,6 +102,7 @@ class Detector:
             mean=spec.mean,
             std=spec.std,
             down_ratio=spec.down_ratio,
+            pad=keep_res_pad(spec.arch),
         )
         self.postprocess_config = PostprocessConfig(max_dets=max_dets, threshold=threshold)
 

@@ -2,7 +2,8 @@
 
 fix_res (default): centre (w/2, h/2), scale max(h, w), affine to the fixed input size.
 keep_res: input padded to ``(side | 31) + 1`` (the next multiple of 32 strictly above, as the
-original's ``opt.pad`` does), centre (w//2, h//2), scale (padded w, padded h).
+original's ``opt.pad`` does; 127 and 128 for hourglass), centre (w//2, h//2), scale (padded
+w, padded h).
 Normalisation ``(x/255 - mean)/std`` is done through a per-channel lookup table computed in
 float64 like the original, so the result is bit-identical and costs one pass.
 """
@@ -18,6 +19,12 @@ import numpy as np
 from centernet.types import COCO_MEAN, COCO_STD, Letterbox
 
 KEEP_RES_PAD = 31
+HOURGLASS_KEEP_RES_PAD = 127  # Hourglass-104 down-samples 7 times: sides multiple of 128
+
+
+def keep_res_pad(arch: str) -> int:
+    """The original ``opt.pad`` of an architecture: 127 for hourglass, else 31."""
+    return HOURGLASS_KEEP_RES_PAD if arch == "hourglass" else KEEP_RES_PAD
 
 
 @dataclass(frozen=True)
@@ -29,6 +36,7 @@ class PreprocessConfig:
     mean: tuple[float, float, float] = COCO_MEAN
     std: tuple[float, float, float] = COCO_STD
     down_ratio: int = 4
+    pad: int = KEEP_RES_PAD  # keep_res input sides are (side | pad) + 1
 
 
 def get_affine_transform(
@@ -68,8 +76,8 @@ def _third_point(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def make_letterbox(width: int, height: int, config: PreprocessConfig) -> Letterbox:
     """The affine for an image of ``width`` x ``height`` under ``config``."""
     if config.keep_res:
-        in_h = (height | KEEP_RES_PAD) + 1
-        in_w = (width | KEEP_RES_PAD) + 1
+        in_h = (height | config.pad) + 1
+        in_w = (width | config.pad) + 1
         center = np.array([width // 2, height // 2], dtype=np.float32)
         scale = np.array([in_w, in_h], dtype=np.float32)
     else:

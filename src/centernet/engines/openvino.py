@@ -7,6 +7,7 @@ blobs are kept in a cache folder so later runs start quickly.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -40,10 +41,7 @@ class OpenVinoEngine:
         try:
             self.model = self.core.read_model(str(self.path))
         except Exception as exc:
-            message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ModelFileError(
-                f"{self.path}: OpenVINO cannot read this model ({message})"
-            ) from None
+            raise ModelFileError(f"{self.path}: {_read_failure(str(exc))}") from None
         self.input_name = self.model.inputs[0].get_any_name()
         self.output_names = [o.get_any_name() for o in self.model.outputs]
         self._compiled: dict[tuple[int, ...], object] = {}
@@ -65,3 +63,17 @@ class OpenVinoEngine:
         compiled = self._compiled_for(tuple(batch.shape))
         results = compiled({self.input_name: batch})
         return {name: np.asarray(results[compiled.output(name)]) for name in self.output_names}
+
+
+def _read_failure(text: str) -> str:
+    """A one-line reason from OpenVINO's multi-line conversion report."""
+    missing = re.search(r"No conversion rule found for operations: (.+)", text)
+    if missing:
+        ops = missing.group(1).strip()
+        hint = " (the DCN layers of dla_34 and resdcn_*)" if "DeformConv" in ops else ""
+        return (
+            f"OpenVINO cannot run the ONNX operator(s) {ops}{hint}; "
+            "use --engine onnxruntime for this model"
+        )
+    first = text.strip().splitlines()[0] if text.strip() else "unknown error"
+    return f"OpenVINO cannot read this model ({first})"

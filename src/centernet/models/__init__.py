@@ -11,10 +11,18 @@ from collections.abc import Callable
 
 from torch import nn
 
+from centernet.models.dla_dcn import dla_34
 from centernet.models.dlav0 import dlav0_34
+from centernet.models.hourglass import hourglass
+from centernet.models.resnet import RESDCN_DEPTHS, RESNET_SPEC, res_net, resdcn_net
 
+# The original ``--arch`` values of the ctdet models.
 ARCHS: dict[str, Callable[..., nn.Module]] = {
     "dlav0_34": dlav0_34,
+    "dla_34": dla_34,
+    **{f"res_{d}": res_net(d) for d in RESNET_SPEC},
+    **{f"resdcn_{d}": resdcn_net(d) for d in RESDCN_DEPTHS},
+    "hourglass": hourglass,
 }
 
 DEFAULT_ARCH = "dlav0_34"
@@ -33,8 +41,9 @@ def settle_batchnorm(model: nn.Module, input_size: tuple[int, int], steps: int =
     """Give an untrained model BatchNorm statistics measured on noise input.
 
     Freshly initialised running statistics (mean 0, var 1) let activations grow layer after
-    layer until the heatmap saturates; measured ones keep a random-weight model in a sane
-    numeric range, so that its export can be checked meaningfully. Returns it in eval mode.
+    layer until the heatmap saturates; measured ones (and heads scaled to unit spread) keep
+    a random-weight model in a sane numeric range, so that its export can be checked
+    meaningfully. Returns it in eval mode.
     """
     import torch
 
@@ -47,4 +56,14 @@ def settle_batchnorm(model: nn.Module, input_size: tuple[int, int], steps: int =
     with torch.no_grad():
         for _ in range(steps):
             model(torch.randn(2, 3, *input_size, generator=generator))
-    return model.eval()
+        model.eval()
+        # Heads have no normalisation, and networks with unnormalised additions (Hourglass)
+        # reach 1e6 there: scale each head's last convolution to unit-spread outputs.
+        outputs = model(torch.randn(2, 3, *input_size, generator=generator))
+        for name, value in outputs.items():
+            last = [m for m in getattr(model, name).modules() if isinstance(m, nn.Conv2d)][-1]
+            spread = float(value.std())
+            if spread > 10:
+                last.weight.data /= spread
+                last.bias.data /= spread
+    return model

@@ -16,6 +16,7 @@ from torch import nn
 
 from centernet.errors import CheckpointError
 from centernet.models import DEFAULT_ARCH, create_model
+from centernet.models.resnet import RESDCN_DEPTHS, RESNET_SPEC
 
 _SHOW = 4  # keys listed per category in a mismatch message
 
@@ -28,6 +29,7 @@ class LoadedCheckpoint:
     arch: str
     num_classes: int
     arch_args: dict[str, Any] = field(default_factory=dict)
+    arch_source: str = "given"  # given | stored (in the checkpoint) | inferred (from its keys)
     epoch: int | None = None
     class_names: list[str] | None = None
 
@@ -63,19 +65,42 @@ def num_classes_of(state: dict[str, torch.Tensor]) -> int:
     return int(state[hm_weights[-1]].shape[0])
 
 
-def guess_family(keys: set[str]) -> str | None:
-    """Name the original architecture family a key set looks like, for error messages."""
+def infer_arch(keys: set[str]) -> str | None:
+    """The original ``--arch`` a state_dict's keys belong to, or None if they fit none.
+
+    Hourglass and DLA are told apart by their top-level modules, DCN by the
+    ``conv_offset_mask`` of its offset branch, and a ResNet's depth by its block type
+    (``conv3`` only in bottlenecks) and the number of blocks in each stage.
+    """
+    if any(k.startswith("pre.") for k in keys) and any(k.startswith("kps.") for k in keys):
+        return "hourglass"
     if any(k.startswith("base.") for k in keys) and any(k.startswith("dla_up.") for k in keys):
-        if any(".conv_offset_mask." in k for k in keys) or any(
-            k.startswith("ida_up.") for k in keys
-        ):
-            return "dla_34 (DLA-34 with DCN)"
-        return "dlav0_34"
+        deformable = any(".conv_offset_mask." in k or k.startswith("ida_up.") for k in keys)
+        return "dla_34" if deformable else "dlav0_34"
+    if "conv1.weight" in keys and "layer1.0.conv1.weight" in keys:
+        kind = "bottleneck" if "layer1.0.conv3.weight" in keys else "basic"
+        blocks = tuple(
+            len({k.split(".")[1] for k in keys if k.startswith(f"layer{stage}.")})
+            for stage in (1, 2, 3, 4)
+        )
+        depth = next((d for d, spec in RESNET_SPEC.items() if spec == (kind, blocks)), None)
+        if depth is None:
+            return None
+        if any(k.startswith("deconv_layers.") and "conv_offset_mask" in k for k in keys):
+            return f"resdcn_{depth}" if depth in RESDCN_DEPTHS else None
+        return f"res_{depth}"
+    return None
+
+
+def guess_family(keys: set[str]) -> str | None:
+    """Name the original architecture a key set looks like, for error messages."""
+    arch = infer_arch(keys)
+    if arch is not None:
+        family = "hourglass" if arch == "hourglass" else "DLA" if "dla" in arch else "ResNet"
+        return f"{arch} ({family})"
     if any(k.startswith("layer1.") for k in keys):
         dcn = any("conv_offset_mask" in k for k in keys)
         return "a ResNet (resdcn_*)" if dcn else "a ResNet (res_*)"
-    if any(k.startswith("pre.") or k.startswith("kps.") for k in keys):
-        return "hourglass"
     return None
 
 
@@ -109,10 +134,18 @@ def check_compatible(model: nn.Module, state: dict[str, torch.Tensor], arch: str
 
 
 def load_checkpoint(path: str | Path, arch: str | None = None) -> LoadedCheckpoint:
-    """Build the architecture and load the checkpoint into it strictly; eval mode."""
+    """Build the architecture and load the checkpoint into it strictly; eval mode.
+
+    Without ``arch``, the one stored in the checkpoint (our own) or the one its keys show
+    (original checkpoints) is used; ``arch_source`` says which.
+    """
     state, extra = read_state_dict(path)
     stored_arch = extra.get("arch") if isinstance(extra.get("arch"), str) else None
-    arch = arch or stored_arch or DEFAULT_ARCH
+    source = "given" if arch else "stored" if stored_arch else "inferred"
+    if not arch:
+        arch = stored_arch or infer_arch(set(state))
+    if not arch:
+        source, arch = "default", DEFAULT_ARCH
     arch_args = extra.get("arch_args") if arch == stored_arch else None
     arch_args = dict(arch_args) if isinstance(arch_args, dict) else {}
     num_classes = num_classes_of(state)
@@ -127,6 +160,7 @@ def load_checkpoint(path: str | Path, arch: str | None = None) -> LoadedCheckpoi
         arch=arch,
         num_classes=num_classes,
         arch_args=arch_args,
+        arch_source=source,
         epoch=int(epoch) if isinstance(epoch, int) else None,
         class_names=list(names) if isinstance(names, list) and len(names) == num_classes else None,
     )

@@ -14,9 +14,10 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from centernet.models.blocks import bilinear_up_weights, make_head
+
 DLA34_LEVELS = (1, 1, 1, 2, 2, 1)
 DLA34_CHANNELS = (16, 32, 64, 128, 256, 512)
-HM_BIAS_INIT = -2.19  # sigmoid(-2.19) ~ 0.1: the focal-loss prior of the original
 
 
 def _conv_bn_relu(cin: int, cout: int, kernel: int, stride: int = 1) -> list[nn.Module]:
@@ -161,17 +162,6 @@ class DLA(nn.Module):
         return levels
 
 
-def _bilinear_up_weights(up: nn.ConvTranspose2d) -> None:
-    """Initialise a depthwise transposed convolution as bilinear up-sampling."""
-    w = up.weight.data
-    f = math.ceil(w.size(2) / 2)
-    c = (2 * f - 1 - f % 2) / (2.0 * f)
-    for i in range(w.size(2)):
-        for j in range(w.size(3)):
-            w[0, 0, i, j] = (1 - abs(i / f - c)) * (1 - abs(j / f - c))
-    w[1:, 0] = w[0, 0]
-
-
 class IDAUp(nn.Module):
     """Iterative deep aggregation: project, up-sample and fuse a list of levels."""
 
@@ -198,7 +188,7 @@ class IDAUp(nn.Module):
                     groups=out_dim,
                     bias=False,
                 )
-                _bilinear_up_weights(up)
+                bilinear_up_weights(up)
             setattr(self, f"proj_{i}", proj)
             setattr(self, f"up_{i}", up)
         for i in range(1, len(channels)):
@@ -272,19 +262,7 @@ class DLASeg(nn.Module):
         self.dla_up = DLAUp(up_channels, scales=[2**i for i in range(len(up_channels))])
         feat = up_channels[0]
         for name, classes in self.heads.items():
-            head = nn.Sequential(
-                nn.Conv2d(feat, head_conv, 3, padding=1, bias=True),
-                nn.ReLU(inplace=True),
-                nn.Conv2d(head_conv, classes, 1, stride=1, padding=0, bias=True),
-            )
-            if name == "hm":
-                head[-1].bias.data.fill_(HM_BIAS_INIT)
-            else:
-                for m in head.modules():
-                    if isinstance(m, nn.Conv2d):
-                        nn.init.normal_(m.weight, std=0.001)
-                        nn.init.constant_(m.bias, 0)
-            setattr(self, name, head)
+            setattr(self, name, make_head(name, feat, head_conv, classes))
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         levels = self.base(x)
