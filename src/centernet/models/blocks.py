@@ -39,3 +39,19 @@ def bilinear_up_weights(up: nn.ConvTranspose2d) -> None:
         for j in range(w.size(3)):
             w[0, 0, i, j] = (1 - abs(i / f - c)) * (1 - abs(j / f - c))
     w[1:, 0] = w[0, 0]
+
+
+def bilinear_upsampler(channels: int, factor: int) -> nn.ConvTranspose2d:
+    """The DLA necks' depthwise transposed convolution, ``factor`` times up, bilinear init."""
+    up = nn.ConvTranspose2d(
+        channels,
+        channels,
+        factor * 2,
+        stride=factor,
+        padding=factor // 2,
+        output_padding=0,
+        groups=channels,
+        bias=False,
+    )
+    bilinear_up_weights(up)
+    return up

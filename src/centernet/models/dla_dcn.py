@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from centernet.models.blocks import bilinear_up_weights, make_head
+from centernet.models.blocks import bilinear_upsampler, make_head
 from centernet.models.dcn import DCN
 from centernet.models.dlav0 import DLA, DLA34_CHANNELS, DLA34_LEVELS
 
@@ -39,20 +39,8 @@ class IDAUp(nn.Module):
     def __init__(self, out_dim: int, channels: Sequence[int], up_factors: Sequence[int]) -> None:
         super().__init__()
         for i in range(1, len(channels)):
-            f = int(up_factors[i])
-            up = nn.ConvTranspose2d(
-                out_dim,
-                out_dim,
-                f * 2,
-                stride=f,
-                padding=f // 2,
-                output_padding=0,
-                groups=out_dim,
-                bias=False,
-            )
-            bilinear_up_weights(up)
             setattr(self, f"proj_{i}", DeformConvBlock(channels[i], out_dim))
-            setattr(self, f"up_{i}", up)
+            setattr(self, f"up_{i}", bilinear_upsampler(out_dim, int(up_factors[i])))
             setattr(self, f"node_{i}", DeformConvBlock(out_dim, out_dim))
 
     def forward(self, layers: list[torch.Tensor], start: int, end: int) -> None:

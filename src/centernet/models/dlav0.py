@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from centernet.models.blocks import bilinear_up_weights, make_head
+from centernet.models.blocks import bilinear_upsampler, make_head
 
 DLA34_LEVELS = (1, 1, 1, 2, 2, 1)
 DLA34_CHANNELS = (16, 32, 64, 128, 256, 512)
@@ -178,17 +178,7 @@ class IDAUp(nn.Module):
             if f == 1:
                 up: nn.Module = nn.Identity()
             else:
-                up = nn.ConvTranspose2d(
-                    out_dim,
-                    out_dim,
-                    f * 2,
-                    stride=f,
-                    padding=f // 2,
-                    output_padding=0,
-                    groups=out_dim,
-                    bias=False,
-                )
-                bilinear_up_weights(up)
+                up = bilinear_upsampler(out_dim, f)
             setattr(self, f"proj_{i}", proj)
             setattr(self, f"up_{i}", up)
         for i in range(1, len(channels)):
