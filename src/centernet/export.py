@@ -156,6 +156,11 @@ def export_onnx(
     topk = config.output_mode == "topk"
     outputs = TOPK_OUTPUTS if topk else MAP_OUTPUTS
     batch = 2 if config.dynamic_batch else config.batch
+    multiple = 128 if spec.arch == "hourglass" else 32  # total down-sampling of the network
+    if height % multiple or width % multiple:
+        raise CenterNetError(
+            f"{spec.arch} needs input sides that are multiples of {multiple}, not {height}x{width}"
+        )
     opset = config.opset
     if has_deformable_conv(network):
         opset = max(opset, DEFORM_CONV_OPSET)

@@ -194,3 +194,11 @@ def test_cli_on_an_original_dcn_checkpoint(photo_paths, tmp_path, capsys):
     assert main(detect) == 0
     assert main(["bench", str(onnx_path), "--batch", "1", "--iterations", "2"]) == 0
     assert "resdcn_18" in capsys.readouterr().out
+
+
+def test_hourglass_input_must_be_a_multiple_of_128(tmp_path):
+    network = create_model("hourglass", CLASSES, width=0.125)
+    spec = ModelSpec("hourglass", CLASSES, class_names_for(CLASSES), input_size=(96, 128))
+    with pytest.raises(CenterNetError, match="multiples of 128"):
+        export_onnx(network, tmp_path / "hg.onnx", spec)
+    assert not (tmp_path / "hg.onnx").exists()

@@ -6,7 +6,13 @@ import cv2
 import numpy as np
 import pytest
 
-from centernet.preprocess import PreprocessConfig, make_letterbox, preprocess_batch, preprocess_into
+from centernet.preprocess import (
+    PreprocessConfig,
+    keep_res_pad,
+    make_letterbox,
+    preprocess_batch,
+    preprocess_into,
+)
 from centernet.types import COCO_MEAN, COCO_STD, Letterbox
 
 
@@ -59,6 +65,14 @@ def test_keep_res_pads_like_the_original(width, height, padded):
     # Scale 1: a pure translation taking the centre (w//2, h//2) to the padded centre.
     shift = (padded[0] / 2 - width // 2, padded[1] / 2 - height // 2)
     assert np.allclose(box.to_input, [[1, 0, shift[0]], [0, 1, shift[1]]], atol=1e-5)
+
+
+def test_keep_res_pads_hourglass_to_128():
+    # Hourglass-104 down-samples 7 times; the original uses opt.pad = 127 for it.
+    config = PreprocessConfig(keep_res=True, pad=keep_res_pad("hourglass"))
+    assert make_letterbox(906, 600, config).input_size == (1024, 640)
+    dla = PreprocessConfig(keep_res=True, pad=keep_res_pad("dla_34"))
+    assert make_letterbox(906, 600, dla).input_size == (928, 608)
 
 
 @pytest.mark.parametrize("keep_res", [False, True])
