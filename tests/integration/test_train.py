@@ -14,7 +14,7 @@ from centernet.models import create_model  # noqa: E402
 from centernet.models.checkpoint import load_checkpoint  # noqa: E402
 from centernet.training.augment import AugmentConfig  # noqa: E402
 from centernet.training.data import CenterNetTrainSet  # noqa: E402
-from centernet.training.loop import TrainConfig, train  # noqa: E402
+from centernet.training.loop import TrainConfig, forward_for_training, train  # noqa: E402
 from centernet.training.losses import LossWeights, centernet_loss  # noqa: E402
 
 # One whole circle, 90-150 px, on a plain gradient: what a minute of CPU can learn.
@@ -60,6 +60,30 @@ def test_a_few_steps_lower_the_loss(tmp_path):
         optimizer.step()
         losses.append(parts["loss"])
     assert np.mean(losses[-3:]) < 0.7 * np.mean(losses[:3])
+
+
+def test_hourglass_trains_both_stacks(tmp_path):
+    write_dataset(tmp_path, 2, seed=3)
+    annotations = load_annotations(tmp_path / "instances.json")
+    dataset = CenterNetTrainSet(
+        annotations,
+        annotations.images,
+        tmp_path / "images",
+        AugmentConfig(input_size=128, flip=0, colour=False),
+    )
+    batch = torch.utils.data.default_collate([dataset[i] for i in range(2)])
+    model = create_model("hourglass", 5, width=0.125)
+    stacks = forward_for_training(model, batch["input"])
+    assert isinstance(stacks, list) and len(stacks) == 2
+    loss, parts = centernet_loss(stacks, batch, LossWeights())
+    first, last = (
+        centernet_loss(stacks[0], batch, LossWeights()),
+        centernet_loss(stacks[1], batch, LossWeights()),
+    )
+    assert parts["hm"] == pytest.approx((first[1]["hm"] + last[1]["hm"]) / 2, rel=1e-5)
+    loss.backward()
+    assert model.hm[0][1].weight.grad.abs().sum() > 0  # the first stack's head is supervised
+    assert model.hm[1][1].weight.grad.abs().sum() > 0
 
 
 def test_a_minute_of_training_finds_a_large_shape(tmp_path):

@@ -100,6 +100,12 @@ def lr_at(step: int, total: int, config: TrainConfig) -> float:
     return config.lr * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
 
 
+def forward_for_training(network: torch.nn.Module, x: torch.Tensor):
+    """Every stack's outputs for stacked networks (Hourglass), else the one output dict."""
+    stacks = getattr(network, "forward_stacks", None)
+    return stacks(x) if stacks is not None else network(x)
+
+
 def evaluate_network(
     network: torch.nn.Module,
     spec: ModelSpec,
@@ -202,7 +208,7 @@ def train(config: TrainConfig, callback: Callable[[TrainEvent], None] | None = N
             batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
             batch["input"] = batch["input"].contiguous(memory_format=torch.channels_last)
             with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
-                outputs = network(batch["input"])
+                outputs = forward_for_training(network, batch["input"])
             loss, parts = centernet_loss(outputs, batch, config.loss_weights)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()

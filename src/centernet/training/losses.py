@@ -41,11 +41,17 @@ def masked_l1(pred_maps: torch.Tensor, ind, mask, target) -> torch.Tensor:
 
 
 def centernet_loss(
-    outputs: dict[str, torch.Tensor], batch: dict[str, torch.Tensor], weights: LossWeights
+    outputs: dict[str, torch.Tensor] | list[dict[str, torch.Tensor]],
+    batch: dict[str, torch.Tensor],
+    weights: LossWeights,
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    hm = focal_loss(outputs["hm"], batch["hm"])
-    wh = masked_l1(outputs["wh"], batch["ind"], batch["mask"], batch["wh"])
-    off = masked_l1(outputs["reg"], batch["ind"], batch["mask"], batch["reg"])
+    """Focal + weighted L1 losses; a list of outputs (one per Hourglass stack) is averaged
+    over the stacks, as the original's intermediate supervision does."""
+    stacks = outputs if isinstance(outputs, list) else [outputs]
+    hm = sum(focal_loss(o["hm"], batch["hm"]) for o in stacks) / len(stacks)
+    wh = sum(masked_l1(o["wh"], batch["ind"], batch["mask"], batch["wh"]) for o in stacks)
+    off = sum(masked_l1(o["reg"], batch["ind"], batch["mask"], batch["reg"]) for o in stacks)
+    wh, off = wh / len(stacks), off / len(stacks)
     total = weights.hm * hm + weights.wh * wh + weights.off * off
     parts = {"loss": total.item(), "hm": hm.item(), "wh": wh.item(), "off": off.item()}
     return total, parts
