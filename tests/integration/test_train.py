@@ -39,16 +39,21 @@ def iou(a, b) -> float:
     return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
 
 
-def test_a_few_steps_lower_the_loss(tmp_path):
-    write_dataset(tmp_path, 8, seed=3)
-    annotations = load_annotations(tmp_path / "instances.json")
+def training_batch(folder, size: int) -> dict:
+    """``size`` synthetic images with their targets at 128x128, unaugmented."""
+    write_dataset(folder, size, seed=3)
+    annotations = load_annotations(folder / "instances.json")
     dataset = CenterNetTrainSet(
         annotations,
         annotations.images,
-        tmp_path / "images",
+        folder / "images",
         AugmentConfig(input_size=128, flip=0, colour=False),
     )
-    batch = torch.utils.data.default_collate([dataset[i] for i in range(8)])
+    return torch.utils.data.default_collate([dataset[i] for i in range(size)])
+
+
+def test_a_few_steps_lower_the_loss(tmp_path):
+    batch = training_batch(tmp_path, 8)
     torch.manual_seed(0)
     model = create_model("dlav0_34", 5, width=0.25)
     optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3)
@@ -63,15 +68,7 @@ def test_a_few_steps_lower_the_loss(tmp_path):
 
 
 def test_hourglass_trains_both_stacks(tmp_path):
-    write_dataset(tmp_path, 2, seed=3)
-    annotations = load_annotations(tmp_path / "instances.json")
-    dataset = CenterNetTrainSet(
-        annotations,
-        annotations.images,
-        tmp_path / "images",
-        AugmentConfig(input_size=128, flip=0, colour=False),
-    )
-    batch = torch.utils.data.default_collate([dataset[i] for i in range(2)])
+    batch = training_batch(tmp_path, 2)
     model = create_model("hourglass", 5, width=0.125)
     stacks = forward_for_training(model, batch["input"])
     assert isinstance(stacks, list) and len(stacks) == 2
