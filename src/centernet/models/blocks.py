@@ -13,6 +13,16 @@ from torch import nn
 HM_BIAS_INIT = -2.19  # sigmoid(-2.19) ~ 0.1: the focal-loss prior of the original
 
 
+def ctdet_heads(num_classes: int) -> dict[str, int]:
+    """The ctdet outputs: class heatmaps, box size, centre offset."""
+    return {"hm": num_classes, "wh": 2, "reg": 2}
+
+
+def scale_channels(channels: int, width: float, minimum: int = 8) -> int:
+    """A channel count under the ``width`` multiplier of our small models (1.0: original)."""
+    return channels if width == 1.0 else max(minimum, int(round(channels * width)))
+
+
 def make_head(name: str, in_channels: int, head_conv: int, out_channels: int) -> nn.Sequential:
     """One head, initialised as the original: heatmap bias -2.19, regressions near zero."""
     head = nn.Sequential(

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from centernet.models.blocks import bilinear_upsampler, make_head
+from centernet.models.blocks import bilinear_upsampler, ctdet_heads, make_head, scale_channels
 from centernet.models.dcn import DCN
 from centernet.models.dlav0 import DLA, DLA34_CHANNELS, DLA34_LEVELS
 
@@ -115,9 +115,8 @@ class DLASegDCN(nn.Module):
 
 def dla_34(num_classes: int, head_conv: int = 256, width: float = 1.0) -> DLASegDCN:
     """DLA-34 CenterNet with DCNv2 (``dla_34``); ``width`` < 1 scales every channel."""
-    channels = [max(8, int(round(c * width))) for c in DLA34_CHANNELS]
     return DLASegDCN(
-        {"hm": num_classes, "wh": 2, "reg": 2},
-        head_conv=head_conv if width == 1.0 else max(16, int(round(head_conv * width))),
-        channels=channels,
+        ctdet_heads(num_classes),
+        head_conv=scale_channels(head_conv, width, minimum=16),
+        channels=[scale_channels(c, width) for c in DLA34_CHANNELS],
     )

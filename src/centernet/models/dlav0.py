@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from centernet.models.blocks import bilinear_upsampler, make_head
+from centernet.models.blocks import bilinear_upsampler, ctdet_heads, make_head, scale_channels
 
 DLA34_LEVELS = (1, 1, 1, 2, 2, 1)
 DLA34_CHANNELS = (16, 32, 64, 128, 256, 512)
@@ -262,9 +262,8 @@ class DLASeg(nn.Module):
 
 def dlav0_34(num_classes: int, head_conv: int = 256, width: float = 1.0) -> DLASeg:
     """DLA-34 CenterNet; ``width`` < 1 scales every channel count (small default model)."""
-    channels = [max(8, int(round(c * width))) for c in DLA34_CHANNELS]
     return DLASeg(
-        {"hm": num_classes, "wh": 2, "reg": 2},
-        head_conv=head_conv if width == 1.0 else max(16, int(round(head_conv * width))),
-        channels=channels,
+        ctdet_heads(num_classes),
+        head_conv=scale_channels(head_conv, width, minimum=16),
+        channels=[scale_channels(c, width) for c in DLA34_CHANNELS],
     )

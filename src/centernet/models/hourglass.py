@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from centernet.models.blocks import HM_BIAS_INIT
+from centernet.models.blocks import HM_BIAS_INIT, ctdet_heads, scale_channels
 
 HOURGLASS_DIMS = (256, 256, 384, 384, 384, 512)
 HOURGLASS_MODULES = (2, 2, 2, 2, 2, 4)
@@ -169,13 +169,9 @@ class HourglassNet(nn.Module):
 
 def hourglass(num_classes: int, width: float = 1.0) -> HourglassNet:
     """Hourglass-104 CenterNet (``hourglass``); ``width`` < 1 scales every channel count."""
-
-    def scaled(c: int) -> int:
-        return c if width == 1.0 else max(8, int(round(c * width)))
-
     return HourglassNet(
-        {"hm": num_classes, "wh": 2, "reg": 2},
-        dims=[scaled(d) for d in HOURGLASS_DIMS],
-        cnv_dim=scaled(256),
-        pre_dim=scaled(128),
+        ctdet_heads(num_classes),
+        dims=[scale_channels(d, width) for d in HOURGLASS_DIMS],
+        cnv_dim=scale_channels(256, width),
+        pre_dim=scale_channels(128, width),
     )

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from centernet.models.blocks import bilinear_up_weights, make_head
+from centernet.models.blocks import bilinear_up_weights, ctdet_heads, make_head, scale_channels
 from centernet.models.dcn import DCN
 
 # Original ``resnet_spec``: block type and blocks per stage.
@@ -25,10 +25,6 @@ RESNET_SPEC: dict[int, tuple[str, tuple[int, int, int, int]]] = {
     152: ("bottleneck", (3, 8, 36, 3)),
 }
 RESDCN_DEPTHS = (18, 34, 50, 101)  # those the original resnet_dcn.py offers
-
-
-def _scaled(channels: int, width: float) -> int:
-    return channels if width == 1.0 else max(8, int(round(channels * width)))
 
 
 class BasicBlock(nn.Module):
@@ -99,18 +95,20 @@ class PoseResNet(nn.Module):
         kind, blocks = RESNET_SPEC[depth]
         block = BasicBlock if kind == "basic" else Bottleneck
         self.heads = dict(heads)
-        self.inplanes = _scaled(64, width)
+        self.inplanes = scale_channels(64, width)
         self.conv1 = nn.Conv2d(3, self.inplanes, 7, stride=2, padding=3, bias=False)
         self.bn1 = nn.BatchNorm2d(self.inplanes)
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
         for stage, (planes, count) in enumerate(zip((64, 128, 256, 512), blocks), start=1):
             stride = 1 if stage == 1 else 2
-            layer = self._make_layer(block, _scaled(planes, width), count, stride)
+            layer = self._make_layer(block, scale_channels(planes, width), count, stride)
             setattr(self, f"layer{stage}", layer)
         filters = (256, 128, 64) if dcn else (256, 256, 256)
-        self.deconv_layers = self._make_deconv_layers([_scaled(f, width) for f in filters], dcn)
-        head_conv = _scaled(head_conv, width)
+        self.deconv_layers = self._make_deconv_layers(
+            [scale_channels(f, width) for f in filters], dcn
+        )
+        head_conv = scale_channels(head_conv, width)
         for name in self.heads:
             setattr(self, name, make_head(name, self.inplanes, head_conv, self.heads[name]))
 
@@ -154,13 +152,9 @@ class PoseResNet(nn.Module):
         return {name: getattr(self, name)(x) for name in self.heads}
 
 
-def _ctdet_heads(num_classes: int) -> dict[str, int]:
-    return {"hm": num_classes, "wh": 2, "reg": 2}
-
-
 def res_net(depth: int):
     def build(num_classes: int, head_conv: int = 64, width: float = 1.0) -> PoseResNet:
-        return PoseResNet(depth, _ctdet_heads(num_classes), head_conv, dcn=False, width=width)
+        return PoseResNet(depth, ctdet_heads(num_classes), head_conv, dcn=False, width=width)
 
     build.__doc__ = f"CenterNet ResNet-{depth} (original ``res_{depth}``)."
     return build
@@ -168,7 +162,7 @@ def res_net(depth: int):
 
 def resdcn_net(depth: int):
     def build(num_classes: int, head_conv: int = 64, width: float = 1.0) -> PoseResNet:
-        return PoseResNet(depth, _ctdet_heads(num_classes), head_conv, dcn=True, width=width)
+        return PoseResNet(depth, ctdet_heads(num_classes), head_conv, dcn=True, width=width)
 
     build.__doc__ = f"CenterNet ResNet-{depth} with DCNv2 up-sampling (``resdcn_{depth}``)."
     return build
