@@ -96,7 +96,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from centernet.export import ExportConfig, export_onnx
     from centernet.models import DEFAULT_ARCH, create_model, settle_batchnorm
     from centernet.models.checkpoint import load_checkpoint
-    from centernet.types import ModelSpec
+    from centernet.types import DEFAULT_INPUT_SIZE, ModelSpec
 
     extra: dict = {}
     arch_inferred = False
@@ -105,7 +105,8 @@ def cmd_export(args: argparse.Namespace) -> int:
             raise CenterNetError("give a checkpoint, or --random-init for untrained weights")
         torch.manual_seed(args.seed)
         arch = args.arch or DEFAULT_ARCH
-        network = settle_batchnorm(create_model(arch, args.num_classes), args.input_size)
+        input_size = args.input_size or DEFAULT_INPUT_SIZE
+        network = settle_batchnorm(create_model(arch, args.num_classes), input_size)
         num_classes, names = args.num_classes, None
         extra["weights"] = "random initialisation: not trained, detections are meaningless"
     else:
@@ -116,13 +117,14 @@ def cmd_export(args: argparse.Namespace) -> int:
         if loaded.arch_args:
             extra["arch_args"] = loaded.arch_args
         extra["checkpoint"] = Path(args.checkpoint).name
+        input_size = args.input_size or loaded.input_size or DEFAULT_INPUT_SIZE
     if names is None or args.classes:
         names = class_names_for(num_classes, args.classes)
     spec = ModelSpec(
         arch=arch,
         num_classes=num_classes,
         class_names=names,
-        input_size=args.input_size,
+        input_size=input_size,
         extra=extra,
     )
     config = ExportConfig(
@@ -562,7 +564,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="architecture (default: stored in or inferred from the checkpoint)",
     )
-    p.add_argument("--input-size", type=_input_size, default=(512, 512), help="512 or HxW")
+    p.add_argument(
+        "--input-size",
+        type=_input_size,
+        default=None,
+        help="512 or HxW (default: the size stored in the checkpoint, else 512)",
+    )
     group = p.add_mutually_exclusive_group()
     group.add_argument("--batch", type=_positive_int, default=1, help="static batch size")
     group.add_argument("--dynamic-batch", action="store_true", help="free batch dimension")

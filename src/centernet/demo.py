@@ -86,6 +86,8 @@ def run_demo(
     names = loaded.class_names or class_names_for(loaded.num_classes)
     extra = {"arch_args": loaded.arch_args} if loaded.arch_args else {}
     spec = ModelSpec(loaded.arch, loaded.num_classes, names, extra=extra)
+    if loaded.input_size:
+        spec.input_size = loaded.input_size
     fp32 = models / "fp32.onnx"
     export_onnx(loaded.model, fp32, spec, ExportConfig(dynamic_batch=True))
 

@@ -139,7 +139,7 @@ def measure_model(
     engine: str | None = None,
     name: str | None = None,
     baseline: bool = False,
-    input_size: tuple[int, int] = (512, 512),
+    input_size: tuple[int, int] | None = None,
 ) -> ModelRow:
     """AP and throughput of one model file (``input_size``: a checkpoint's, for torch)."""
     options = EngineOptions(threads=config.threads, input_size=input_size)
@@ -203,14 +203,14 @@ def make_report(
     return Report(rows, config)
 
 
-def _input_size_of(models: list[str | Path]) -> tuple[int, int]:
+def _input_size_of(models: list[str | Path]) -> tuple[int, int] | None:
     """The fix_res input size of the first ONNX model: the baseline must run at it too."""
     from centernet.export import load_centernet_onnx
 
     for model in models:
         if Path(model).suffix == ".onnx":
             return tuple(load_centernet_onnx(model)[1].input_size)  # type: ignore[return-value]
-    return (512, 512)
+    return None  # the checkpoint's own
 
 
 def write_report(report: Report, out: str | Path) -> list[Path]:

@@ -14,6 +14,7 @@ from centernet.errors import CenterNetError
 #: Channel statistics of the original CenterNet COCO models, in BGR order.
 COCO_MEAN = (0.408, 0.447, 0.470)
 COCO_STD = (0.289, 0.274, 0.278)
+DEFAULT_INPUT_SIZE = (512, 512)  # (height, width): the original ctdet test size
 
 
 @dataclass(frozen=True)
@@ -85,7 +86,7 @@ class ModelSpec:
     arch: str
     num_classes: int
     class_names: list[str]
-    input_size: tuple[int, int] = (512, 512)  # (height, width) for fix_res
+    input_size: tuple[int, int] = DEFAULT_INPUT_SIZE  # (height, width) for fix_res
     mean: tuple[float, float, float] = COCO_MEAN
     std: tuple[float, float, float] = COCO_STD
     down_ratio: int = 4

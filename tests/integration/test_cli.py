@@ -29,6 +29,33 @@ def test_export_from_checkpoint(tiny_checkpoint, tmp_path, capsys):
     assert spec.input_size == (128, 128) and spec.extra["arch_args"] == {"width": 0.25}
 
 
+def test_export_and_torch_engine_take_the_checkpoints_input_size(tiny_network, tmp_path):
+    """A checkpoint trained for another input size exports and runs at that size."""
+    pytest.importorskip("torch")
+    from centernet.engines import EngineOptions
+    from centernet.engines.torch import TorchEngine
+    from centernet.models.checkpoint import load_checkpoint, save_checkpoint
+
+    sized, plain = tmp_path / "sized.pth", tmp_path / "plain.pth"
+    args = dict(epoch=1, arch="dlav0_34", arch_args={"width": 0.25}, class_names=TINY_CLASSES)
+    save_checkpoint(sized, tiny_network, input_size=(96, 160), **args)
+    save_checkpoint(plain, tiny_network, **args)
+    assert load_checkpoint(sized).input_size == (96, 160)
+    assert load_checkpoint(plain).input_size is None
+
+    for path, expected in ((sized, (96, 160)), (plain, (512, 512))):
+        out = tmp_path / f"{path.stem}.onnx"
+        assert main(["export", str(path), "-o", str(out), "--no-verify"]) == 0
+        assert read_spec(onnx.load(str(out))).input_size == expected
+        assert TorchEngine.from_checkpoint(path).spec.input_size == expected
+    # an explicit size wins over the stored one
+    engine = TorchEngine.from_checkpoint(sized, EngineOptions(input_size=(64, 64)))
+    assert engine.spec.input_size == (64, 64)
+    out = tmp_path / "given.onnx"
+    assert main(["export", str(sized), "-o", str(out), "--input-size", "128", "--no-verify"]) == 0
+    assert read_spec(onnx.load(str(out))).input_size == (128, 128)
+
+
 def test_export_of_a_non_checkpoint_is_one_line(tmp_path, capsys):
     pytest.importorskip("torch")
     bad = tmp_path / "notes.pth"

@@ -102,10 +102,9 @@ def test_a_minute_of_training_finds_a_large_shape(tmp_path):
     assert [h["epoch"] for h in result.history] == list(range(1, 37))
     losses = [h["losses"]["loss"] for h in result.history]
     assert losses[-1] < 0.3 * losses[0]
-    from centernet.engines import EngineOptions
     from centernet.pipeline import Detector
 
-    detector = Detector(result.last, options=EngineOptions(input_size=(128, 128)))
+    detector = Detector(result.last)  # runs at the 128x128 it was trained for
     hits = 0
     for index in range(100, 106):  # images the model never saw
         sample = render_sample(11, index, ONE_BIG_SHAPE)
@@ -136,6 +135,7 @@ def test_checkpoints_keep_the_original_format_and_resume(tmp_path):
     loaded = load_checkpoint(tmp_path / "run" / "model_best.pth")
     assert loaded.num_classes == 5 and loaded.arch_args == {"width": 0.25}
     assert loaded.class_names == ["circle", "square", "triangle", "cross", "star"]
+    assert loaded.input_size == (64, 64)  # what export and the torch engine default to
     resumed = train(TrainConfig(epochs=2, resume=str(tmp_path / "run" / "model_last.pth"), **base))
     assert [h["epoch"] for h in resumed.history] == [2]
     assert torch.load(tmp_path / "run" / "model_last.pth", weights_only=True)["epoch"] == 2

@@ -20,7 +20,8 @@ class EngineOptions:
     cache_dir: str | None = None  # openvino: compiled-model cache (default ~/.cache/centernet)
     arch: str | None = None  # torch engine: architecture of a checkpoint (else inferred)
     classes_file: str | None = None  # torch engine: class names of a checkpoint
-    input_size: tuple[int, int] = (512, 512)  # torch engine: fix_res input (height, width)
+    # torch engine: fix_res input (height, width); None: the checkpoint's own, else 512x512
+    input_size: tuple[int, int] | None = None
 
 
 @runtime_checkable

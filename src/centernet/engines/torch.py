@@ -13,7 +13,7 @@ from centernet.engines.base import EngineOptions
 from centernet.errors import CenterNetError
 from centernet.export import MAP_OUTPUTS, DeployModel
 from centernet.models.checkpoint import load_checkpoint
-from centernet.types import ModelSpec
+from centernet.types import DEFAULT_INPUT_SIZE, ModelSpec
 
 
 class TorchEngine:
@@ -47,7 +47,7 @@ class TorchEngine:
             arch=loaded.arch,
             num_classes=loaded.num_classes,
             class_names=names,
-            input_size=options.input_size,
+            input_size=options.input_size or loaded.input_size or DEFAULT_INPUT_SIZE,
             batch="dynamic",
             dynamic_size=True,
             extra={"arch_args": loaded.arch_args} if loaded.arch_args else {},

@@ -32,6 +32,7 @@ class LoadedCheckpoint:
     arch_source: str = "given"  # given | stored (in the checkpoint) | inferred (from its keys)
     epoch: int | None = None
     class_names: list[str] | None = None
+    input_size: tuple[int, int] | None = None  # (height, width) it was trained for, if stored
 
 
 def read_state_dict(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -155,6 +156,9 @@ def load_checkpoint(path: str | Path, arch: str | None = None) -> LoadedCheckpoi
     model.eval()
     names = extra.get("class_names")
     epoch = extra.get("epoch")
+    size = extra.get("input_size")
+    valid_size = isinstance(size, (list, tuple)) and len(size) == 2
+    valid_size = valid_size and all(isinstance(v, int) and v > 0 for v in size)
     return LoadedCheckpoint(
         model=model,
         arch=arch,
@@ -163,6 +167,7 @@ def load_checkpoint(path: str | Path, arch: str | None = None) -> LoadedCheckpoi
         arch_source=source,
         epoch=int(epoch) if isinstance(epoch, int) else None,
         class_names=list(names) if isinstance(names, list) and len(names) == num_classes else None,
+        input_size=(int(size[0]), int(size[1])) if valid_size else None,
     )
 
 
@@ -175,17 +180,22 @@ def save_checkpoint(
     class_names: list[str] | None = None,
     optimizer: torch.optim.Optimizer | None = None,
     extra: dict[str, Any] | None = None,
+    input_size: tuple[int, int] | None = None,
 ) -> None:
     """Write the original format ``{'epoch', 'state_dict'}`` plus what rebuilds the model.
 
-    The extra keys (arch, arch_args, class_names) are plain data, so the original
-    CenterNet loader, which reads only ``state_dict``, still accepts the file.
+    The extra keys (arch, arch_args, class_names, input_size) are plain data, so the
+    original CenterNet loader, which reads only ``state_dict``, still accepts the file.
+    ``input_size`` is the fix_res input the model was trained for: export, the torch
+    engine and the demo use it when not told otherwise.
     """
     data: dict[str, Any] = {"epoch": epoch, "state_dict": model.state_dict(), "arch": arch}
     if arch_args:
         data["arch_args"] = dict(arch_args)
     if class_names:
         data["class_names"] = list(class_names)
+    if input_size:
+        data["input_size"] = [int(v) for v in input_size]
     if optimizer is not None:
         data["optimizer"] = optimizer.state_dict()
     data.update(extra or {})
