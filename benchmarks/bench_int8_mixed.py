@@ -23,7 +23,7 @@ from centernet.export import ExportConfig, export_onnx
 from centernet.models.checkpoint import load_checkpoint
 from centernet.pipeline import Detector
 from centernet.quantize import BuildConfig, CalibrationConfig, build
-from centernet.types import ModelSpec
+from centernet.types import DEFAULT_INPUT_SIZE, ModelSpec
 
 
 def main() -> int:
@@ -44,7 +44,7 @@ def main() -> int:
         loaded.arch,
         loaded.num_classes,
         loaded.class_names,
-        input_size=(512, 512),
+        input_size=loaded.input_size or DEFAULT_INPUT_SIZE,
         extra={"arch_args": loaded.arch_args},
     )
     fp32 = work / "fp32.onnx"
