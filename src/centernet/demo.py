@@ -66,7 +66,7 @@ def run_demo(
     from centernet.classes import class_names_for
     from centernet.export import ExportConfig, export_onnx
     from centernet.models.checkpoint import load_checkpoint
-    from centernet.types import ModelSpec
+    from centernet.types import DEFAULT_INPUT_SIZE, ModelSpec
 
     def step(text: str) -> None:
         if on_step:
@@ -85,9 +85,8 @@ def run_demo(
     loaded = load_checkpoint(checkpoint)
     names = loaded.class_names or class_names_for(loaded.num_classes)
     extra = {"arch_args": loaded.arch_args} if loaded.arch_args else {}
-    spec = ModelSpec(loaded.arch, loaded.num_classes, names, extra=extra)
-    if loaded.input_size:
-        spec.input_size = loaded.input_size
+    size = loaded.input_size or DEFAULT_INPUT_SIZE
+    spec = ModelSpec(loaded.arch, loaded.num_classes, names, input_size=size, extra=extra)
     fp32 = models / "fp32.onnx"
     export_onnx(loaded.model, fp32, spec, ExportConfig(dynamic_batch=True))
 
