@@ -189,7 +189,6 @@ def train(config: TrainConfig, callback: Callable[[TrainEvent], None] | None = N
         batch="dynamic",
         extra={"arch_args": arch_args} if arch_args else {},
     )
-    input_size = spec.input_size
     use_amp = config.amp and device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     out = Path(config.out)
@@ -235,7 +234,13 @@ def train(config: TrainConfig, callback: Callable[[TrainEvent], None] | None = N
         if metrics is not None and metrics["AP"] > best_ap:
             best_ap = metrics["AP"]
             save_checkpoint(
-                best, network, epoch, config.arch, arch_args, class_names, input_size=input_size
+                best,
+                network,
+                epoch,
+                config.arch,
+                arch_args,
+                class_names,
+                input_size=spec.input_size,
             )
         save_checkpoint(
             last,
@@ -246,7 +251,7 @@ def train(config: TrainConfig, callback: Callable[[TrainEvent], None] | None = N
             class_names,
             optimizer,
             extra={"best_ap": best_ap},
-            input_size=input_size,
+            input_size=spec.input_size,
         )
         if callback:
             callback(
@@ -256,7 +261,13 @@ def train(config: TrainConfig, callback: Callable[[TrainEvent], None] | None = N
             )
     if not best.exists():
         save_checkpoint(
-            best, network, config.epochs, config.arch, arch_args, class_names, input_size=input_size
+            best,
+            network,
+            config.epochs,
+            config.arch,
+            arch_args,
+            class_names,
+            input_size=spec.input_size,
         )
     (out / "train_config.json").write_text(_json(asdict(config)))
     return TrainResult(last=last, best=best, best_ap=best_ap, history=history)
