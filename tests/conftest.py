@@ -12,6 +12,22 @@ TINY_CLASSES = ["circle", "square", "triangle"]
 TINY_SIZE = (128, 128)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _temporary_cache(tmp_path_factory):
+    """Engines cache compiled models in a temporary folder, not in the user's ~/.cache."""
+    import os
+
+    from centernet.engines.openvino import CACHE_ENV
+
+    previous = os.environ.get(CACHE_ENV)
+    os.environ[CACHE_ENV] = str(tmp_path_factory.mktemp("cache"))
+    yield
+    if previous is None:
+        os.environ.pop(CACHE_ENV, None)
+    else:
+        os.environ[CACHE_ENV] = previous
+
+
 @pytest.fixture(scope="session")
 def photo_paths() -> list[Path]:
     """Real photographs bundled with the package (copied from shared/data/photos)."""

@@ -9,6 +9,7 @@ Detector (read, decode, pre-process, engine, post-process).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -40,31 +41,54 @@ def summarize(batch: int, seconds: list[float]) -> Timing:
 
 
 def time_network(
-    engine: Engine, batch: int, iterations: int = 20, warmup: int = 3, seed: int = 0
+    engine: Engine,
+    batch: int,
+    iterations: int = 20,
+    warmup: int = 3,
+    seed: int = 0,
+    progress: Callable[[int, int], None] | None = None,
 ) -> Timing:
-    """Time ``engine`` on a random (batch, 3, H, W) input of its spec's input size."""
+    """Time ``engine`` on a random (batch, 3, H, W) input of its spec's input size.
+
+    ``progress(done, total)`` hears each run, warm-up included (outside the timed span).
+    """
     height, width = engine.spec.input_size
     x = np.random.default_rng(seed).standard_normal((batch, 3, height, width)).astype(np.float32)
-    for _ in range(warmup):
+    total = warmup + iterations
+    for i in range(warmup):
         engine(x)
+        if progress:
+            progress(i + 1, total)
     seconds = []
-    for _ in range(iterations):
+    for i in range(iterations):
         start = time.perf_counter()
         engine(x)
         seconds.append(time.perf_counter() - start)
+        if progress:
+            progress(warmup + i + 1, total)
     return summarize(batch, seconds)
 
 
-def time_end_to_end(detector: Detector, paths: list[str], warmup: int = 0) -> float:
+def time_end_to_end(
+    detector: Detector,
+    paths: list[str],
+    warmup: int = 0,
+    progress: Callable[[int, int], None] | None = None,
+) -> float:
     """Images per second from files to Detections through ``detector.stream`` (wall time).
 
     ``warmup`` images are run first and not counted (engine start-up, caches).
+    ``progress(done, total)`` hears each timed image (a cheap call: it barely moves the time).
     """
     if warmup:
         for _ in detector.stream(paths[:warmup]):
             pass
     start = time.perf_counter()
-    done = sum(1 for result in detector.stream(paths) if result.ok)
+    done = 0
+    for count, result in enumerate(detector.stream(paths), start=1):
+        done += result.ok
+        if progress:
+            progress(count, len(paths))
     return done / (time.perf_counter() - start)
 
 

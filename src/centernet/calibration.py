@@ -14,6 +14,7 @@ from onnxruntime.quantization import CalibrationDataReader
 from centernet.errors import CenterNetError, ImageReadError
 from centernet.images import IMAGE_SUFFIXES, read_image
 from centernet.preprocess import PreprocessConfig, preprocess_into
+from centernet.progress import Progress
 from centernet.types import ModelSpec
 
 
@@ -51,12 +52,22 @@ def preprocess_config_for(spec: ModelSpec) -> PreprocessConfig:
 class ImageCalibrationReader(CalibrationDataReader):
     """Batches of pre-processed calibration images; unreadable files are skipped and listed."""
 
-    def __init__(self, paths: list[Path], spec: ModelSpec, batch: int, input_name: str = "input"):
+    def __init__(
+        self,
+        paths: list[Path],
+        spec: ModelSpec,
+        batch: int,
+        input_name: str = "input",
+        progress: Progress | None = None,
+        stage: str = "calibration",
+    ):
         self.paths = list(paths)
         self.batch = batch
         self.input_name = input_name
         self.config = preprocess_config_for(spec)
         self.skipped: list[str] = []
+        self.progress = progress  # hears (stage, images read, images) after each batch
+        self.stage = stage
         self._next = 0
 
     def rewind(self) -> None:
@@ -79,6 +90,8 @@ class ImageCalibrationReader(CalibrationDataReader):
                 continue
             preprocess_into(image, self.config, batch[filled])
             filled += 1
+        if self.progress is not None:
+            self.progress(self.stage, self._next, len(self.paths))
         if filled < self.batch:
             return None
         return {self.input_name: batch}

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import glob
+import io
+import re
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
+import imagesize
 import numpy as np
 
 from centernet.errors import CenterNetError, ImageReadError
@@ -15,14 +19,27 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 _JPEG_SOI = b"\xff\xd8"
 _JPEG_EOI = b"\xff\xd9"
 _JPEG_SOS = b"\xff\xda"
+#: Largest image decoded by default (pixels declared in the header): a 100 Mpx BGR image is
+#: 300 MB; larger ones are refused before decoding, so a "decompression bomb" (a small file
+#: declaring a huge image) cannot exhaust memory in the reader threads.
+DEFAULT_MAX_PIXELS = 100_000_000
 
 
-def collect_image_paths(items: Iterable[str], file_list: str | Path | None = None) -> list[str]:
-    """Expand files, folders (their images, sorted) and globs into a list of paths.
+@dataclass
+class ImageList:
+    """What a command line's image arguments name.
 
-    A named file that does not exist stays in the list, so that it is reported as failed
-    with the rest; a glob or folder that matches nothing is an error.
+    ``paths``: files to read, in order; a named file that does not exist stays here, so the
+    reader reports it with the rest. ``unmatched``: (folder or glob, reason) for each item
+    that names no image at all. Both are per-input failures: reported, skipped, exit 1.
     """
+
+    paths: list[str] = field(default_factory=list)
+    unmatched: list[tuple[str, str]] = field(default_factory=list)
+
+
+def collect_image_paths(items: Iterable[str], file_list: str | Path | None = None) -> ImageList:
+    """Expand files, folders (their images, sorted) and globs, in the order given."""
     names = list(items)
     if file_list is not None:
         try:
@@ -30,26 +47,26 @@ def collect_image_paths(items: Iterable[str], file_list: str | Path | None = Non
         except (OSError, UnicodeDecodeError) as exc:
             raise CenterNetError(f"cannot read file list {file_list}: {exc}") from None
         names += [line.strip() for line in lines if line.strip()]
-    paths: list[str] = []
+    found = ImageList()
     for name in names:
         path = Path(name)
         if path.is_dir():
-            found = sorted(
+            images = sorted(
                 str(p) for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
             )
-            if not found:
-                raise CenterNetError(
-                    f"{name}: folder holds no images ({', '.join(IMAGE_SUFFIXES)})"
+            if not images:
+                found.unmatched.append(
+                    (name, f"folder holds no images ({', '.join(IMAGE_SUFFIXES)})")
                 )
-            paths += found
+            found.paths += images
         elif glob.has_magic(name):
-            found = sorted(p for p in glob.glob(name) if Path(p).is_file())
-            if not found:
-                raise CenterNetError(f"{name}: no files match")
-            paths += found
+            matches = sorted(p for p in glob.glob(name) if Path(p).is_file())
+            if not matches:
+                found.unmatched.append((name, "no files match"))
+            found.paths += matches
         else:
-            paths.append(name)
-    return paths
+            found.paths.append(name)
+    return found
 
 
 def to_bgr8(image: np.ndarray) -> np.ndarray:
@@ -73,22 +90,60 @@ def to_bgr8(image: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(image)
 
 
-def decode_image(data: bytes, name: str = "<bytes>") -> np.ndarray:
-    """Decode encoded image bytes to BGR uint8, or raise ImageReadError with the reason."""
+def declared_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) as the header declares it, read without decoding; None if unknown.
+
+    Uses ``imagesize`` (JPEG, PNG, BMP, TIFF, WebP, GIF, ...). A header it cannot parse
+    gives None: the decoder then gives its own reason, still under OpenCV's own limit.
+    """
+    try:
+        width, height = imagesize.get(io.BytesIO(data), exif_rotation=False)
+    except Exception:  # a malformed header: any parser error means "size unknown"
+        return None
+    return (int(width), int(height)) if width > 0 and height > 0 else None
+
+
+def decode_image(
+    data: bytes, name: str = "<bytes>", max_pixels: int | None = DEFAULT_MAX_PIXELS
+) -> np.ndarray:
+    """Decode encoded image bytes to BGR uint8, or raise ImageReadError with the reason.
+
+    ``max_pixels`` (None: no limit of ours) is checked against the header before decoding.
+    """
     if not data:
         raise ImageReadError(name, "empty file")
+    size = declared_size(data)
+    if max_pixels and size and size[0] * size[1] > max_pixels:
+        raise ImageReadError(
+            name,
+            f"declares {size[0]}x{size[1]} pixels ({size[0] * size[1] / 1e6:.0f} Mpx), over the "
+            f"{max_pixels / 1e6:g} Mpx limit (--max-pixels)",
+        )
     if data[:2] == _JPEG_SOI and _JPEG_EOI not in data[data.rfind(_JPEG_SOS) :]:
         # libjpeg fills a truncated JPEG with grey and only warns: treat it as unreadable.
         raise ImageReadError(name, "truncated JPEG (no end-of-image marker after its last scan)")
     # IMREAD_COLOR as the original's cv2.imread: EXIF orientation applied, grey and BGRA
     # made BGR, 16-bit scaled to 8-bit.
-    image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
+    try:
+        image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
+    except cv2.error as exc:  # e.g. a header beyond OpenCV's own pixel limit
+        raise ImageReadError(name, f"OpenCV cannot decode it ({_opencv_reason(exc)})") from None
     if image is None:
         raise ImageReadError(name, "not a decodable image")
     return image
 
 
-def read_image(path: str | Path) -> np.ndarray:
+def _opencv_reason(exc: Exception) -> str:
+    """'Assertion failed: pixels <= CV_IO_MAX_IMAGE_PIXELS' from OpenCV's long message."""
+    text = str(exc)
+    found = re.search(r"error: \(-?\d+:([^)]*)\) (.*?) in function", text)
+    if found:
+        return f"{found.group(1)}: {found.group(2)}"
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return lines[-1].strip() if lines else type(exc).__name__
+
+
+def read_image(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Read an image file to BGR uint8, or raise ImageReadError naming the path and reason."""
     name = str(path)
     try:
@@ -99,4 +154,4 @@ def read_image(path: str | Path) -> np.ndarray:
         raise ImageReadError(name, "is a directory") from None
     except OSError as exc:
         raise ImageReadError(name, exc.strerror or str(exc)) from None
-    return decode_image(data, name)
+    return decode_image(data, name, max_pixels)

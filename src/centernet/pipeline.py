@@ -23,7 +23,7 @@ import numpy as np
 
 from centernet.engines import Engine, EngineOptions, open_engine
 from centernet.errors import CenterNetError, ImageReadError
-from centernet.images import read_image, to_bgr8
+from centernet.images import DEFAULT_MAX_PIXELS, read_image, to_bgr8
 from centernet.postprocess import PostprocessConfig, postprocess
 from centernet.preprocess import PreprocessConfig, keep_res_pad, preprocess_into
 from centernet.types import Detections, Letterbox, ModelSpec
@@ -76,6 +76,7 @@ class Detector:
         options: EngineOptions | None = None,
         readers: int = 2,
         prefetch: int | None = None,
+        max_pixels: int | None = DEFAULT_MAX_PIXELS,
     ) -> None:
         self.engine: Engine = (
             model if isinstance(model, Engine) else open_engine(model, engine, options)
@@ -94,6 +95,7 @@ class Detector:
                 "needs a re-export"
             )
         self.batch_size = fixed or batch_size or 1
+        self.max_pixels = max_pixels  # larger files are refused before decoding
         self.readers = max(1, readers)
         self.prefetch = prefetch or 2 * self.batch_size + self.readers
         self.preprocess_config = PreprocessConfig(
@@ -159,7 +161,11 @@ class Detector:
         name = f"<array {index}>" if isinstance(source, np.ndarray) else str(source)
         result = DetectionResult(index, name)
         try:
-            result.image = to_bgr8(source) if isinstance(source, np.ndarray) else read_image(source)
+            result.image = (
+                to_bgr8(source)
+                if isinstance(source, np.ndarray)
+                else read_image(source, self.max_pixels)
+            )
         except ImageReadError as exc:
             result.error = exc.reason
             return _Prepared(result)

@@ -29,7 +29,8 @@ import onnx
 
 from centernet.calibration import ImageCalibrationReader, calibration_paths
 from centernet.errors import CenterNetError
-from centernet.export import INPUT_NAME, load_centernet_onnx, write_spec
+from centernet.modelfile import INPUT_NAME, load_centernet_onnx, write_spec
+from centernet.progress import Progress
 from centernet.types import ModelSpec
 
 PRECISIONS = ("fp32", "fp16", "int8", "int8-mixed")
@@ -242,8 +243,17 @@ def rank_sensitive_convs(
 # ---------------------------------------------------------------- build
 
 
-def build(input_path: str | Path, output_path: str | Path, config: BuildConfig) -> BuildResult:
-    """Write ``output_path``: the model of ``input_path`` at ``config.precision``."""
+def build(
+    input_path: str | Path,
+    output_path: str | Path,
+    config: BuildConfig,
+    progress: Progress | None = None,
+) -> BuildResult:
+    """Write ``output_path``: the model of ``input_path`` at ``config.precision``.
+
+    Every input (model, precision, calibration folder) is checked before anything is
+    written. ``progress`` hears each stage of an int8 build, image by image.
+    """
     started = time.perf_counter()
     input_path, output_path = Path(input_path), Path(output_path)
     if config.precision not in PRECISIONS:
@@ -262,6 +272,21 @@ def build(input_path: str | Path, output_path: str | Path, config: BuildConfig) 
     if config.dynamic_batch or config.batch:
         spec.batch = "dynamic" if config.dynamic_batch else int(config.batch)  # type: ignore[arg-type]
         set_batch(model, spec.batch)
+    int8 = config.precision.startswith("int8")
+    calib = config.calibration
+    reader_batch = 1 if spec.dynamic_batch else int(spec.batch)
+    paths: list[Path] = []
+    if int8:
+        if calib is None:
+            raise CenterNetError(
+                f"{config.precision} needs calibration images (--calib-images DIR)"
+            )
+        if calib.method not in CALIBRATION_METHODS:
+            raise CenterNetError(
+                f"unknown calibration method {calib.method!r}; "
+                f"choose from {', '.join(CALIBRATION_METHODS)}"
+            )
+        paths = calibration_paths(calib.images, calib.count, reader_batch)
     output_path.parent.mkdir(parents=True, exist_ok=True)
     total = len(conv_nodes(model))
     result_kept: list[KeptLayer] = []
@@ -273,18 +298,16 @@ def build(input_path: str | Path, output_path: str | Path, config: BuildConfig) 
         if config.precision == "fp32":
             built = model
         elif config.precision == "fp16":
+            if progress:
+                progress("fp16: converting weights and activations", 0, 1)
             built = to_fp16(model)
+            if progress:
+                progress("fp16: converting weights and activations", 1, 1)
         else:
-            if config.calibration is None:
-                raise CenterNetError(
-                    f"{config.precision} needs calibration images (--calib-images DIR)"
-                )
-            calib = config.calibration
-            if calib.method not in CALIBRATION_METHODS:
-                raise CenterNetError(f"unknown calibration method {calib.method!r}")
-            reader_batch = 1 if spec.dynamic_batch else int(spec.batch)
-            paths = calibration_paths(calib.images, calib.count, reader_batch)
-            reader = ImageCalibrationReader(paths, spec, reader_batch, INPUT_NAME)
+            assert calib is not None
+            reader = ImageCalibrationReader(
+                paths, spec, reader_batch, INPUT_NAME, progress, f"{config.precision}: calibration"
+            )
             result_kept += float_by_design(model)
             exclude = [k.node for k in result_kept]
             if config.precision == "int8-mixed":
@@ -292,7 +315,15 @@ def build(input_path: str | Path, output_path: str | Path, config: BuildConfig) 
                 exclude += heads
                 result_kept += [KeptLayer(h, "head (always float in int8-mixed)") for h in heads]
                 extra = choose_float_layers(
-                    float_path, Path(tmp), spec, paths, reader_batch, calib, exclude, config
+                    float_path,
+                    Path(tmp),
+                    spec,
+                    paths,
+                    reader_batch,
+                    calib,
+                    exclude,
+                    config,
+                    progress,
                 )
                 exclude += [k.node for k in extra]
                 result_kept += extra
@@ -331,6 +362,7 @@ def choose_float_layers(
     calib: CalibrationConfig,
     already: list[str],
     config: BuildConfig,
+    progress: Progress | None = None,
 ) -> list[KeptLayer]:
     """Measure each convolution's SQNR loss in a trial int8 build; the worst stay float."""
     probe = paths[: max(batch, config.mixed_probe_images - config.mixed_probe_images % batch)]
@@ -338,12 +370,18 @@ def choose_float_layers(
     quantize_qdq(
         float_path,
         trial,
-        ImageCalibrationReader(paths, spec, batch, INPUT_NAME),
+        ImageCalibrationReader(
+            paths, spec, batch, INPUT_NAME, progress, "int8-mixed: trial int8 calibration"
+        ),
         calib.method,
         already,
     )
     sqnr = activation_sqnr(
-        float_path, trial, ImageCalibrationReader(probe, spec, batch, INPUT_NAME)
+        float_path,
+        trial,
+        ImageCalibrationReader(
+            probe, spec, batch, INPUT_NAME, progress, "int8-mixed: per-layer SQNR (float, int8)"
+        ),
     )
     ranked = rank_sensitive_convs(onnx.load(str(float_path)), sqnr, set(already))
     chosen = [(n, d) for n, d in ranked if d >= config.mixed_min_drop_db][: config.mixed_max_layers]

@@ -9,7 +9,6 @@ same run, so that speed-ups are ratios taken on the same machine at the same tim
 from __future__ import annotations
 
 import json
-import platform
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +17,9 @@ from centernet.bench import Timing, time_end_to_end, time_network
 from centernet.datasets.coco import load_annotations
 from centernet.engines import EngineOptions, open_engine
 from centernet.evaluate import evaluate_detector
+from centernet.machine import describe_machine
 from centernet.pipeline import Detector
+from centernet.progress import Progress, counted
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,8 @@ class ReportConfig:
     e2e_images: int = 32  # images timed end to end, per batch size
     engine: str = "auto"
     threads: int | None = None
+    device: str = "cpu"
+    precision: str | None = None  # run-time precision of the models (not the torch baseline)
 
 
 @dataclass
@@ -48,7 +51,7 @@ class ModelRow:
 class Report:
     rows: list[ModelRow]
     config: ReportConfig
-    machine: str = field(default_factory=lambda: f"{platform.machine()}, {_cpu_count()} CPUs")
+    machine: str = field(default_factory=describe_machine)
 
     @property
     def baseline(self) -> ModelRow | None:
@@ -125,12 +128,6 @@ class Report:
         }
 
 
-def _cpu_count() -> int:
-    import os
-
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
 def measure_model(
     model: str | Path,
     images_dir: str | Path,
@@ -140,35 +137,71 @@ def measure_model(
     name: str | None = None,
     baseline: bool = False,
     input_size: tuple[int, int] | None = None,
+    progress: Progress | None = None,
 ) -> ModelRow:
-    """AP and throughput of one model file (``input_size``: a checkpoint's, for torch)."""
-    options = EngineOptions(threads=config.threads, input_size=input_size)
+    """AP and throughput of one model file (``input_size``: a checkpoint's, for torch).
+
+    ``progress`` hears every stage (AP, then network and end-to-end timing per batch).
+    """
+    options = EngineOptions(
+        threads=config.threads,
+        device=config.device,
+        input_size=input_size,
+        precision=None if baseline else config.precision,
+    )
     opened = open_engine(model, engine or config.engine, options)
     annotations = load_annotations(annotation_file)
+    name = name or Path(model).name
+    images = annotations.images[: config.limit] if config.limit else annotations.images
     outcome = evaluate_detector(
         Detector(opened, batch_size=1 if opened.batch_size is None else None),
         annotations,
         images_dir,
         config.limit,
+        progress=lambda stream: counted(stream, f"{name}: AP", len(images), progress),
     )
     row = ModelRow(
-        name=name or Path(model).name,
-        precision=opened.spec.precision,
+        name=name,
+        precision=_precision_label(opened),
         engine=opened.name,
         ap=outcome.stats["AP"],
         ap50=outcome.stats["AP50"],
         baseline=baseline,
     )
-    images = annotations.images[: config.limit] if config.limit else annotations.images
     paths = [str(Path(images_dir) / im.file_name) for im in images]
     for batch in config.batches:
         if opened.batch_size not in (None, batch):
             continue  # a static-batch build runs its own batch only
-        row.network[batch] = time_network(opened, batch, config.iterations, config.warmup)
+        row.network[batch] = time_network(
+            opened,
+            batch,
+            config.iterations,
+            config.warmup,
+            progress=_staged(progress, f"{name}: network, batch {batch}"),
+        )
         count = max(config.e2e_images, 2 * batch)
         work = (paths * (count // max(1, len(paths)) + 1))[:count]
-        row.e2e[batch] = time_end_to_end(Detector(opened, batch_size=batch), work, warmup=batch)
+        row.e2e[batch] = time_end_to_end(
+            Detector(opened, batch_size=batch),
+            work,
+            warmup=batch,
+            progress=_staged(progress, f"{name}: end to end, batch {batch}"),
+        )
     return row
+
+
+def _precision_label(engine) -> str:
+    """The build's precision, and the run-time one where it differs ("fp32, run in bf16")."""
+    arithmetic = getattr(engine, "inference_precision", "fp32")
+    built = engine.spec.precision
+    return built if arithmetic == "fp32" else f"{built}, run in {arithmetic}"
+
+
+def _staged(progress: Progress | None, stage: str) -> Callable[[int, int], None] | None:
+    """A (done, total) callback reporting to ``progress`` under ``stage``."""
+    if progress is None:
+        return None
+    return lambda done, total: progress(stage, done, total)
 
 
 def make_report(
@@ -177,13 +210,11 @@ def make_report(
     annotation_file: str | Path,
     config: ReportConfig = ReportConfig(),
     baseline: str | Path | None = None,
-    on_progress: Callable[[str], None] | None = None,
+    progress: Progress | None = None,
 ) -> Report:
     """Measure the baseline checkpoint (torch eager) first, then every model."""
     rows = []
     if baseline is not None:
-        if on_progress:
-            on_progress(f"baseline {Path(baseline).name} (torch eager fp32)")
         rows.append(
             measure_model(
                 baseline,
@@ -194,18 +225,17 @@ def make_report(
                 name=f"{Path(baseline).name} (baseline)",
                 baseline=True,
                 input_size=_input_size_of(models),
+                progress=progress,
             )
         )
     for model in models:
-        if on_progress:
-            on_progress(str(model))
-        rows.append(measure_model(model, images_dir, annotation_file, config))
+        rows.append(measure_model(model, images_dir, annotation_file, config, progress=progress))
     return Report(rows, config)
 
 
 def _input_size_of(models: list[str | Path]) -> tuple[int, int] | None:
     """The fix_res input size of the first ONNX model: the baseline must run at it too."""
-    from centernet.export import load_centernet_onnx
+    from centernet.modelfile import load_centernet_onnx
 
     for model in models:
         if Path(model).suffix == ".onnx":
@@ -214,18 +244,13 @@ def _input_size_of(models: list[str | Path]) -> tuple[int, int] | None:
 
 
 def write_report(report: Report, out: str | Path) -> list[Path]:
-    """report.md, report.json and report.png (throughput against AP) in ``out``."""
-    from centernet.draw import plot_throughput_vs_ap
+    """report.md, report.json and report.png (images/s per batch size, and AP) in ``out``."""
+    from centernet.draw import plot_report
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     md, js, png = out / "report.md", out / "report.json", out / "report.png"
     md.write_text(report.markdown())
     js.write_text(json.dumps(report.to_json(), indent=2))
-    points = [
-        (f"{r.name} b{b}", r.ap, t.images_per_s, r.baseline)
-        for r in report.rows
-        for b, t in r.network.items()
-    ]
-    plot_throughput_vs_ap(points, png, title=f"CenterNet builds on {report.machine}")
+    plot_report(report.rows, png, title=f"CenterNet builds on {report.machine}")
     return [md, js, png]

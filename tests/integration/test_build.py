@@ -168,12 +168,15 @@ def test_dynamic_batch_1_4_8_identical(builds, photo_paths, precision):
 
 @pytest.mark.parametrize("precision", ["fp32", "int8"])
 def test_openvino_matches_onnxruntime(builds, photo_paths, precision, tmp_path):
+    """Whatever the CPU: on one with native bf16, OpenVINO would run float layers in bf16
+    unless told otherwise (boxes then differ by ~1e-2 px); fp32 must mean fp32."""
     pytest.importorskip("openvino")
     from centernet.engines import EngineOptions
 
     ov = Detector(
         builds[precision].path, engine="openvino", options=EngineOptions(cache_dir=str(tmp_path))
     )
+    assert ov.engine.inference_precision == "fp32"
     ort = Detector(builds[precision].path, engine="onnxruntime")
     if precision == "fp32":
         for a, b in zip(ov(photo_paths), ort(photo_paths)):
@@ -187,3 +190,48 @@ def test_openvino_matches_onnxruntime(builds, photo_paths, precision, tmp_path):
             error = got - reference
             assert 10 * np.log10(np.sum(reference**2) / np.sum(error**2)) >= HM_MIN_SQNR_DB["int8"]
         assert np.mean(np.abs(a - b)) < HM_MAX_MEAN_ABS["int8"]
+
+
+def _compiled_precision(engine) -> str:
+    """The inference precision OpenVINO compiled the model with (e.g. 'f32', 'bf16')."""
+    compiled = engine.compiled_for((1, 3, *TINY_SIZE))
+    return compiled.get_property("INFERENCE_PRECISION_HINT").to_string()
+
+
+def test_openvino_uses_bf16_only_when_asked(builds, photo_paths, tmp_path):
+    pytest.importorskip("openvino")
+    from centernet.engines import EngineOptions
+    from centernet.engines.openvino import cpu_has_native_bf16
+
+    default = open_engine(builds["fp32"].path, "openvino", EngineOptions(cache_dir=str(tmp_path)))
+    assert _compiled_precision(default) == "f32"
+    assert (
+        _compiled_precision(
+            open_engine(builds["int8"].path, "openvino", EngineOptions(cache_dir=str(tmp_path)))
+        )
+        == "f32"
+    )
+    asked = EngineOptions(cache_dir=str(tmp_path), precision="bf16")
+    if not cpu_has_native_bf16(default.core):
+        with pytest.raises(CenterNetError, match="no native bf16"):
+            open_engine(builds["fp32"].path, "openvino", asked)
+        return
+    bf16 = open_engine(builds["fp32"].path, "openvino", asked)
+    assert bf16.inference_precision == "bf16" and _compiled_precision(bf16) == "bf16"
+    config = PreprocessConfig(input_size=TINY_SIZE)
+    x = np.stack([preprocess_into(read_image(p), config)[0] for p in photo_paths[:2]])
+    reference = open_engine(builds["fp32"].path)(x)["hm"]
+    error = bf16(x)["hm"] - reference  # bf16 keeps ~3 significant digits: close, not equal
+    assert 0 < np.max(np.abs(error)) < 0.05
+    assert np.max(np.abs(default(x)["hm"] - reference)) < 1e-4
+
+
+def test_bf16_is_refused_where_the_cpu_lacks_it_and_by_other_engines(builds, monkeypatch):
+    pytest.importorskip("openvino")
+    from centernet.engines import EngineOptions, openvino
+
+    monkeypatch.setattr(openvino, "cpu_has_native_bf16", lambda core: False)
+    with pytest.raises(CenterNetError, match="this CPU has no native bf16"):
+        open_engine(builds["fp32"].path, "openvino", EngineOptions(precision="bf16"))
+    with pytest.raises(CenterNetError, match="onnxruntime engine has no run-time bf16"):
+        open_engine(builds["fp32"].path, "onnxruntime", EngineOptions(precision="bf16"))

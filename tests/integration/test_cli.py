@@ -10,7 +10,7 @@ import onnx
 import pytest
 
 from centernet.cli import main
-from centernet.export import read_spec
+from centernet.modelfile import read_spec
 from centernet.pipeline import Detector
 from tests.conftest import TINY_CLASSES
 from tests.unit.test_images import write_bad_and_odd_images
@@ -62,7 +62,7 @@ def test_export_of_a_non_checkpoint_is_one_line(tmp_path, capsys):
     bad.write_text("not a checkpoint")
     assert main(["export", str(bad), "-o", str(tmp_path / "x.onnx")]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.count("\n") == 0 and "not a readable PyTorch checkpoint" in err
+    assert err.count("\n") == 0 and "not a PyTorch checkpoint: it is a text file" in err
     assert not (tmp_path / "x.onnx").exists()
 
 

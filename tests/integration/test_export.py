@@ -11,7 +11,8 @@ torch = pytest.importorskip("torch")
 
 from centernet.engines import open_engine  # noqa: E402
 from centernet.errors import ModelFileError  # noqa: E402
-from centernet.export import MAP_OUTPUTS, DeployModel, ExportConfig, export_onnx  # noqa: E402
+from centernet.export import DeployModel, ExportConfig, export_onnx  # noqa: E402
+from centernet.modelfile import MAP_OUTPUTS  # noqa: E402
 from centernet.models import create_model, settle_batchnorm  # noqa: E402
 from centernet.types import ModelSpec  # noqa: E402
 from tests.conftest import TINY_CLASSES, TINY_SIZE  # noqa: E402
@@ -22,7 +23,7 @@ def test_full_size_dlav0_matches_torch(tmp_path):
     network = settle_batchnorm(create_model("dlav0_34", 80), (256, 256))
     spec = ModelSpec("dlav0_34", 80, [f"c{i}" for i in range(80)], input_size=(256, 256))
     result = export_onnx(network, tmp_path / "full.onnx", spec)
-    assert result.max_abs_diff["hm"] < 1e-4
+    assert result.check is not None and result.check.vs_torch["hm"] < 1e-4
     # An independent run on a fresh input: ORT against torch eager with sigmoid + max-pool.
     x = torch.randn(1, 3, 256, 256)
     session = ort.InferenceSession(str(tmp_path / "full.onnx"), providers=["CPUExecutionProvider"])
@@ -113,3 +114,55 @@ def test_topk_in_graph_gives_the_same_detections(tiny_network, tmp_path, photo_p
         kx = Detector(maps, keep_res=True)(photo_paths[1])
         ky = Detector(topk, keep_res=True)(photo_paths[1])
         assert_detections_close(kx, ky, atol=1e-4, score_atol=1e-6)
+
+
+def _scale_one_conv_weight(source, target, factor: float) -> None:
+    """A broken export: one convolution in the middle of the graph with scaled weights."""
+    model = onnx.load(str(source))
+    convs = [n for n in model.graph.node if n.op_type == "Conv"]
+    name = convs[len(convs) // 2].input[1]
+    for init in model.graph.initializer:
+        if init.name == name:
+            scaled = onnx.numpy_helper.to_array(init) * factor
+            init.CopyFrom(onnx.numpy_helper.from_array(scaled.astype(np.float32), name))
+    onnx.save(model, str(target))
+
+
+def test_export_check_fails_a_broken_graph_and_gives_the_numbers(tiny_network, tmp_path):
+    from centernet.export import VerifyConfig, verify_against_torch
+
+    good = tmp_path / "good.onnx"
+    export_onnx(tiny_network, good, ModelSpec("dlav0_34", 3, TINY_CLASSES, input_size=TINY_SIZE))
+    _scale_one_conv_weight(good, tmp_path / "bad.onnx", 1.02)  # a 2 % error in one layer
+    deploy = DeployModel(tiny_network).eval()
+    x = torch.randn(1, 3, *TINY_SIZE, generator=torch.Generator().manual_seed(0))
+    bad = verify_against_torch(deploy, tmp_path / "bad.onnx", x)
+    assert not bad.passed
+    assert bad.onnx_error is not None and bad.torch_error is not None  # judged against float64
+    assert max(bad.onnx_error.values()) > 100 * max(bad.torch_error.values())
+    assert "float64 reference" in bad.failure and "e-0" in bad.failure
+    # the correct export passes even when made to take the float64 path
+    forced = verify_against_torch(deploy, good, x, config=VerifyConfig(tolerance=1e-12))
+    assert forced.passed and forced.onnx_error is not None
+
+
+def test_export_raises_with_the_numbers_when_the_check_fails(tiny_network, tmp_path, monkeypatch):
+    """export_onnx itself refuses a graph that disagrees (here: torch is the one corrupted)."""
+    import copy
+
+    from centernet.errors import CenterNetError
+
+    broken = copy.deepcopy(tiny_network)
+    real_onnx_export = torch.onnx.export
+
+    def export_other_weights(model, *args, **kwargs):  # ONNX written from different weights
+        with torch.no_grad():
+            shifted = copy.deepcopy(model)
+            for p in shifted.parameters():
+                p.mul_(1.02)
+        return real_onnx_export(shifted, *args, **kwargs)
+
+    monkeypatch.setattr(torch.onnx, "export", export_other_weights)
+    spec = ModelSpec("dlav0_34", 3, TINY_CLASSES, input_size=TINY_SIZE)
+    with pytest.raises(CenterNetError, match=r"disagrees with torch: max \|\w+\| error against"):
+        export_onnx(broken, tmp_path / "m.onnx", spec)

@@ -117,6 +117,16 @@ def test_demo_end_to_end_at_reduced_size(tmp_path, capsys):
     for precision in ("fp32", "fp16", "int8", "int8-mixed"):
         assert f"| {precision}.onnx | {precision} |" in printed
     assert "Accuracy per precision" in printed and "Images/s per precision and batch" in printed
+    # each long stage announces itself (the int8-mixed search, the torch baseline's timing)
+    for stage in (
+        "int8-mixed: trial int8 calibration",
+        "int8-mixed: per-layer SQNR",
+        "default_model.pth (baseline): network, batch 1",
+    ):
+        assert stage in printed, stage
+    # which set each AP is on, and what the bundled model can label
+    assert "this demo's 4 held-out synthetic images" in printed and "300 held-out" in printed
+    assert "knows only its 5 synthetic shapes" in printed
     assert {p.name for p in (out / "models").iterdir()} >= {
         "fp32.onnx",
         "fp16.onnx",

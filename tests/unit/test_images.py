@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from centernet.errors import CenterNetError, ImageReadError
+from centernet.errors import ImageReadError
 from centernet.images import collect_image_paths, read_image, to_bgr8
 
 
@@ -88,10 +88,18 @@ def test_collect_paths(tmp_path):
     (tmp_path / "sub").mkdir()
     listing = tmp_path / "list.txt"
     listing.write_text(f"{tmp_path / 'b.jpg'}\n\n{tmp_path / 'gone.jpg'}\n")
-    paths = collect_image_paths([str(tmp_path), str(tmp_path / "*.jpg")], file_list=listing)
-    names = [p.rsplit("/", 1)[-1] for p in paths]
-    assert names == ["a.png", "b.jpg", "b.jpg", "b.jpg", "gone.jpg"]
-    with pytest.raises(CenterNetError, match="no files match"):
-        collect_image_paths([str(tmp_path / "*.webp")])
-    with pytest.raises(CenterNetError, match="holds no images"):
-        collect_image_paths([str(tmp_path / "sub")])
+    found = collect_image_paths([str(tmp_path), str(tmp_path / "*.jpg")], file_list=listing)
+    names = [p.rsplit("/", 1)[-1] for p in found.paths]
+    assert names == ["a.png", "b.jpg", "b.jpg", "b.jpg", "gone.jpg"]  # missing: the reader says
+    assert found.unmatched == []
+
+
+def test_folders_and_globs_that_name_nothing_are_listed_not_raised(tmp_path):
+    (tmp_path / "a.jpg").write_bytes(b"x")
+    (tmp_path / "sub").mkdir()
+    items = [str(tmp_path / "*.webp"), str(tmp_path / "a.jpg"), str(tmp_path / "sub")]
+    found = collect_image_paths(items)
+    assert found.paths == [str(tmp_path / "a.jpg")]
+    assert [item for item, _ in found.unmatched] == [items[0], items[2]]
+    assert "no files match" in found.unmatched[0][1]
+    assert "holds no images" in found.unmatched[1][1]

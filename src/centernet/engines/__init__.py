@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from centernet.engines.base import Engine, EngineOptions
+from centernet.engines.base import RUNTIME_PRECISIONS, Engine, EngineOptions
 from centernet.errors import CenterNetError, MissingDependencyError
 
 ENGINES = ("auto", "onnxruntime", "openvino", "torch")
@@ -43,4 +43,4 @@ def open_engine(
     raise CenterNetError(f"unknown engine {engine!r}; choose from {', '.join(ENGINES)}")
 
 
-__all__ = ["ENGINES", "Engine", "EngineOptions", "open_engine"]
+__all__ = ["ENGINES", "RUNTIME_PRECISIONS", "Engine", "EngineOptions", "open_engine"]

@@ -22,6 +22,34 @@ class EngineOptions:
     classes_file: str | None = None  # torch engine: class names of a checkpoint
     # torch engine: fix_res input (height, width); None: the checkpoint's own, else 512x512
     input_size: tuple[int, int] | None = None
+    # Arithmetic at run time. None runs the model as built (an fp32 or int8 build in fp32,
+    # never silently lower); "bf16" is an explicit request (openvino, CPUs with native bf16).
+    precision: str | None = None
+
+
+#: Run-time precisions an engine may be asked for (None: the build's own).
+RUNTIME_PRECISIONS = ("fp32", "bf16")
+
+
+def check_runtime_precision(engine: str, precision: str | None, supported: tuple[str, ...]) -> str:
+    """The precision of an engine's floating-point arithmetic, or a clear error.
+
+    An int8 build still has float layers (heads, decode): this is what those run in.
+    """
+    from centernet.errors import CenterNetError
+
+    wanted = precision or "fp32"
+    if wanted not in RUNTIME_PRECISIONS:
+        raise CenterNetError(
+            f"unknown run-time precision {wanted!r}; choose from {', '.join(RUNTIME_PRECISIONS)}"
+        )
+    if wanted not in supported:
+        raise CenterNetError(
+            f"the {engine} engine has no run-time {wanted} mode; use --engine openvino for bf16 "
+            "(CPUs with native bf16), or make a lower-precision model with "
+            "`centernet build --precision fp16|int8`"
+        )
+    return wanted
 
 
 @runtime_checkable

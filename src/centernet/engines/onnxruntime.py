@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from centernet.engines.base import EngineOptions
+from centernet.engines.base import EngineOptions, check_runtime_precision
 from centernet.errors import CenterNetError, ModelFileError
 from centernet.types import ModelSpec
 
@@ -50,6 +50,7 @@ class OnnxRuntimeEngine:
 
     def __init__(self, path: str | Path, options: EngineOptions = EngineOptions()) -> None:
         self.path = Path(path)
+        self.inference_precision = check_runtime_precision(self.name, options.precision, ("fp32",))
         session_options = ort.SessionOptions()
         if options.threads:
             session_options.intra_op_num_threads = options.threads

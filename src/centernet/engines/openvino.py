@@ -3,20 +3,42 @@
 OpenVINO reads QDQ graphs and turns them into its own int8 kernels. A model is compiled
 once per batch size with a static shape (faster than a dynamic compile), and compiled
 blobs are kept in a cache folder so later runs start quickly.
+
+Precision is explicit: on CPUs with native bf16 (avx512_bf16, AMX) OpenVINO's CPU plugin
+would otherwise run the floating-point part of every model in bf16, so an "fp32" build
+would silently give bf16 boxes. Models compile with an f32 inference-precision hint
+unless bf16 is asked for, and bf16 is refused on CPUs that cannot run it natively.
 """
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
 import numpy as np
 
-from centernet.engines.base import EngineOptions
+from centernet.engines.base import EngineOptions, check_runtime_precision
 from centernet.errors import CenterNetError, MissingDependencyError, ModelFileError
-from centernet.export import load_centernet_onnx
+from centernet.modelfile import load_centernet_onnx
 
-DEFAULT_CACHE = Path.home() / ".cache" / "centernet" / "openvino"
+CACHE_ENV = "CENTERNET_CACHE_DIR"  # overrides the cache root (tests point it at a tmp dir)
+_HINTS = {"fp32": "f32", "bf16": "bf16"}  # our names -> OpenVINO's element types
+
+
+def default_cache_dir() -> Path:
+    """``$CENTERNET_CACHE_DIR/openvino``, else ``$XDG_CACHE_HOME/centernet/openvino``
+    (``~/.cache`` when unset)."""
+    root = os.environ.get(CACHE_ENV)
+    if root:
+        return Path(root) / "openvino"
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "centernet" / "openvino"
+
+
+def cpu_has_native_bf16(core) -> bool:
+    """Whether OpenVINO's CPU plugin can run bf16 natively here (avx512_bf16 or AMX)."""
+    return "BF16" in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
 
 
 class OpenVinoEngine:
@@ -32,10 +54,21 @@ class OpenVinoEngine:
         self.path = Path(path)
         _, self.spec = load_centernet_onnx(self.path)
         self.core = ov.Core()
-        cache = Path(options.cache_dir) if options.cache_dir else DEFAULT_CACHE
+        self.inference_precision = check_runtime_precision(
+            self.name, options.precision, ("fp32", "bf16")
+        )
+        if self.inference_precision == "bf16" and not cpu_has_native_bf16(self.core):
+            raise CenterNetError(
+                "this CPU has no native bf16 (needs avx512_bf16 or AMX); "
+                "run without --precision bf16 (fp32)"
+            )
+        cache = Path(options.cache_dir) if options.cache_dir else default_cache_dir()
         cache.mkdir(parents=True, exist_ok=True)
         self.core.set_property({"CACHE_DIR": str(cache)})
-        self.config = {"PERFORMANCE_HINT": "LATENCY"}
+        self.config = {
+            "PERFORMANCE_HINT": "LATENCY",
+            "INFERENCE_PRECISION_HINT": _HINTS[self.inference_precision],
+        }
         if options.threads:
             self.config["INFERENCE_NUM_THREADS"] = str(options.threads)
         try:
@@ -50,7 +83,7 @@ class OpenVinoEngine:
     def batch_size(self) -> int | None:
         return None if self.spec.dynamic_batch else int(self.spec.batch)
 
-    def _compiled_for(self, shape: tuple[int, ...]):
+    def compiled_for(self, shape: tuple[int, ...]):
         compiled = self._compiled.get(shape)
         if compiled is None:
             model = self.model.clone()
@@ -60,7 +93,7 @@ class OpenVinoEngine:
         return compiled
 
     def __call__(self, batch: np.ndarray) -> dict[str, np.ndarray]:
-        compiled = self._compiled_for(tuple(batch.shape))
+        compiled = self.compiled_for(tuple(batch.shape))
         results = compiled({self.input_name: batch})
         return {name: np.asarray(results[compiled.output(name)]) for name in self.output_names}
 

@@ -9,9 +9,10 @@ import torch
 from torch import nn
 
 from centernet.classes import class_names_for
-from centernet.engines.base import EngineOptions
+from centernet.engines.base import EngineOptions, check_runtime_precision
 from centernet.errors import CenterNetError
-from centernet.export import MAP_OUTPUTS, DeployModel
+from centernet.export import DeployModel
+from centernet.modelfile import MAP_OUTPUTS
 from centernet.models.checkpoint import load_checkpoint
 from centernet.types import DEFAULT_INPUT_SIZE, ModelSpec
 
@@ -20,6 +21,7 @@ class TorchEngine:
     """A network wrapped like the exported graph (sigmoid + max-pool), in eager mode."""
 
     name = "torch"
+    inference_precision = "fp32"
 
     def __init__(self, network: nn.Module, spec: ModelSpec, device: str | torch.device = "cpu"):
         self.device = torch.device(device)
@@ -35,6 +37,7 @@ class TorchEngine:
     def from_checkpoint(
         cls, path: str | Path, options: EngineOptions = EngineOptions()
     ) -> TorchEngine:
+        check_runtime_precision(cls.name, options.precision, ("fp32",))
         if options.device == "cuda" and not torch.cuda.is_available():
             raise CenterNetError("torch has no CUDA device here; use --device cpu")
         if options.threads:

@@ -7,6 +7,7 @@ missing, unexpected and mis-shaped keys.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,11 +41,13 @@ def read_state_dict(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
+    kind = sniff_non_checkpoint(path)
+    if kind:
+        raise CheckpointError(f"{path}: not a PyTorch checkpoint: {kind}")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for a non-checkpoint file
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({reason})") from None
+        raise CheckpointError(f"{path}: {_load_failure(str(exc), type(exc).__name__)}") from None
     if not isinstance(obj, dict):
         raise CheckpointError(f"{path}: not a checkpoint (holds a {type(obj).__name__})")
     extra: dict[str, Any] = {}
@@ -56,6 +59,71 @@ def read_state_dict(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
         raise CheckpointError(f"{path}: no tensors in the checkpoint")
     state = {k[len("module.") :] if k.startswith("module.") else k: v for k, v in tensors.items()}
     return state, extra
+
+
+_IMAGE_MAGIC = {
+    b"\xff\xd8\xff": "JPEG",
+    b"\x89PNG": "PNG",
+    b"GIF8": "GIF",
+    b"BM": "BMP",
+    b"II*\x00": "TIFF",
+    b"MM\x00*": "TIFF",
+}
+
+
+def sniff_non_checkpoint(path: Path) -> str | None:
+    """What a file that is certainly not a checkpoint is, from its first bytes; else None."""
+    with path.open("rb") as f:
+        head = f.read(4096)
+    if not head:
+        return "the file is empty"
+    for magic, name in _IMAGE_MAGIC.items():
+        if head.startswith(magic):
+            return f"it is a {name} image"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "it is a WebP image"
+    if head.startswith(b"\x93NUMPY"):
+        return "it is a NumPy array file (.npy)"
+    if _is_onnx(path):
+        return "it is an ONNX model, already exported: give it to `centernet build` or `detect`"
+    if b"\x00" not in head:
+        try:
+            head.decode("utf-8")
+            return "it is a text file"
+        except UnicodeDecodeError:
+            pass
+    return None
+
+
+def _is_onnx(path: Path) -> bool:
+    """An ONNX ModelProto with a graph (protobuf has no magic number: parse it)."""
+    import onnx
+
+    if path.suffix.lower() != ".onnx" and path.stat().st_size > 64 * 1024 * 1024:
+        return False  # a large file that does not say it is ONNX: not worth parsing twice
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception:
+        return False
+    return len(model.graph.node) > 0
+
+
+def _load_failure(text: str, kind: str) -> str:
+    """Why ``torch.load(weights_only=True)`` refused a file, without torch's advice to load
+    it unsafely (which this tool never offers: a checkpoint can run code when unpickled)."""
+    unsupported = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+    if unsupported:
+        return (
+            f"it holds a pickled Python object ({unsupported.group(1)}), such as a whole model "
+            "saved with torch.save(model), not only tensors. Only tensors are read, because "
+            "unpickling objects runs code. Where you trust the file and have the model's "
+            "code, re-save its weights: torch.save({'state_dict': model.state_dict()}, "
+            "'model.pth')"
+        )
+    if "Weights only load failed" in text or "WeightsUnpickler" in text:
+        return "not a PyTorch checkpoint (neither a torch.save archive nor a pickle of tensors)"
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return f"a damaged or unreadable PyTorch checkpoint ({lines[0] if lines else kind})"
 
 
 def num_classes_of(state: dict[str, torch.Tensor]) -> int:
