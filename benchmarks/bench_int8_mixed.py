@@ -23,7 +23,6 @@ from centernet.export import ExportConfig, export_onnx
 from centernet.models.checkpoint import load_checkpoint
 from centernet.pipeline import Detector
 from centernet.quantize import BuildConfig, CalibrationConfig, build
-from centernet.types import DEFAULT_INPUT_SIZE, ModelSpec
 
 
 def main() -> int:
@@ -40,13 +39,7 @@ def main() -> int:
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     loaded = load_checkpoint(args.checkpoint)
-    spec = ModelSpec(
-        loaded.arch,
-        loaded.num_classes,
-        loaded.class_names,
-        input_size=loaded.input_size or DEFAULT_INPUT_SIZE,
-        extra={"arch_args": loaded.arch_args},
-    )
+    spec = loaded.model_spec()
     fp32 = work / "fp32.onnx"
     export_onnx(loaded.model, fp32, spec, ExportConfig(dynamic_batch=True))
     calibration = CalibrationConfig(args.calib_images, args.calib_count, "minmax")

@@ -23,7 +23,6 @@ from pathlib import Path
 import torch
 
 from centernet.bench import time_network
-from centernet.classes import class_names_for
 from centernet.datasets.coco import load_annotations
 from centernet.engines import EngineOptions, open_engine
 from centernet.engines.torch import TorchEngine
@@ -33,7 +32,6 @@ from centernet.models import create_model, settle_batchnorm
 from centernet.models.checkpoint import load_checkpoint, save_checkpoint
 from centernet.pipeline import Detector
 from centernet.quantize import BuildConfig, CalibrationConfig, build
-from centernet.types import ModelSpec
 
 PRECISIONS = ("fp32", "fp16", "int8", "int8-mixed")
 
@@ -71,15 +69,7 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     checkpoint = prepare_checkpoint(args, work)
     loaded = load_checkpoint(checkpoint)
-    names = loaded.class_names or class_names_for(loaded.num_classes)
-    size = (args.input_size, args.input_size)
-    spec = ModelSpec(
-        loaded.arch,
-        loaded.num_classes,
-        names,
-        input_size=size,
-        extra={"arch_args": loaded.arch_args} if loaded.arch_args else {},
-    )
+    spec = loaded.model_spec((args.input_size, args.input_size))
     fp32 = work / "fp32.onnx"
     export_onnx(loaded.model, fp32, spec, ExportConfig(dynamic_batch=True))
     paths = {"fp32": fp32}

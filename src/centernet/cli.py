@@ -159,41 +159,26 @@ def cmd_export(args: argparse.Namespace) -> int:
         from centernet.errors import MissingDependencyError
 
         raise MissingDependencyError("torch", "torch") from None
-    from centernet.classes import class_names_for
     from centernet.export import ExportConfig, export_onnx
     from centernet.models import DEFAULT_ARCH, create_model, settle_batchnorm
-    from centernet.models.checkpoint import load_checkpoint
-    from centernet.types import DEFAULT_INPUT_SIZE, ModelSpec
+    from centernet.models.checkpoint import LoadedCheckpoint, load_checkpoint
+    from centernet.types import DEFAULT_INPUT_SIZE
 
-    extra: dict = {}
-    arch_inferred = False
     if args.checkpoint is None:
         if not args.random_init:
             raise CenterNetError("give a checkpoint, or --random-init for untrained weights")
         torch.manual_seed(args.seed)
         arch = args.arch or DEFAULT_ARCH
-        input_size = args.input_size or DEFAULT_INPUT_SIZE
-        network = settle_batchnorm(create_model(arch, args.num_classes), input_size)
-        num_classes, names = args.num_classes, None
-        extra["weights"] = "random initialisation: not trained, detections are meaningless"
+        size = args.input_size or DEFAULT_INPUT_SIZE
+        network = settle_batchnorm(create_model(arch, args.num_classes), size)
+        loaded = LoadedCheckpoint(network, arch, args.num_classes)
+        extra = {"weights": "random initialisation: not trained, detections are meaningless"}
     else:
         loaded = load_checkpoint(args.checkpoint, args.arch)
-        arch, network, num_classes = loaded.arch, loaded.model, loaded.num_classes
-        arch_inferred = loaded.arch_source == "inferred"
-        names = loaded.class_names
-        if loaded.arch_args:
-            extra["arch_args"] = loaded.arch_args
-        extra["checkpoint"] = Path(args.checkpoint).name
-        input_size = args.input_size or loaded.input_size or DEFAULT_INPUT_SIZE
-    if names is None or args.classes:
-        names = class_names_for(num_classes, args.classes)
-    spec = ModelSpec(
-        arch=arch,
-        num_classes=num_classes,
-        class_names=names,
-        input_size=input_size,
-        extra=extra,
-    )
+        extra = {"checkpoint": Path(args.checkpoint).name}
+    spec = loaded.model_spec(args.input_size, args.classes, extra=extra)
+    arch, network, num_classes = loaded.arch, loaded.model, loaded.num_classes
+    arch_inferred = loaded.arch_source == "inferred"
     config = ExportConfig(
         batch=args.batch,
         dynamic_batch=args.dynamic_batch,

@@ -70,10 +70,8 @@ def run_demo(
 ) -> DemoResult:
     """Run every step into ``out``; ``on_step`` hears the name of each step as it starts,
     ``progress`` the stages inside the long ones (int8 builds, measurements)."""
-    from centernet.classes import class_names_for
     from centernet.export import ExportConfig, export_onnx
     from centernet.models.checkpoint import load_checkpoint
-    from centernet.types import DEFAULT_INPUT_SIZE, ModelSpec
 
     def step(text: str) -> None:
         if on_step:
@@ -90,10 +88,7 @@ def run_demo(
 
     step(f"export {checkpoint.name}")
     loaded = load_checkpoint(checkpoint)
-    names = loaded.class_names or class_names_for(loaded.num_classes)
-    extra = {"arch_args": loaded.arch_args} if loaded.arch_args else {}
-    size = loaded.input_size or DEFAULT_INPUT_SIZE
-    spec = ModelSpec(loaded.arch, loaded.num_classes, names, input_size=size, extra=extra)
+    spec = loaded.model_spec()
     fp32 = models / "fp32.onnx"
     export_onnx(loaded.model, fp32, spec, ExportConfig(dynamic_batch=True))
 

@@ -8,13 +8,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from centernet.classes import class_names_for
 from centernet.engines.base import EngineOptions, check_runtime_precision
 from centernet.errors import CenterNetError
 from centernet.export import DeployModel
 from centernet.modelfile import MAP_OUTPUTS
 from centernet.models.checkpoint import load_checkpoint
-from centernet.types import DEFAULT_INPUT_SIZE, ModelSpec
+from centernet.types import ModelSpec
 
 
 class TorchEngine:
@@ -43,17 +42,8 @@ class TorchEngine:
         if options.threads:
             torch.set_num_threads(options.threads)
         loaded = load_checkpoint(path, options.arch)
-        names = loaded.class_names
-        if names is None or options.classes_file:
-            names = class_names_for(loaded.num_classes, options.classes_file)
-        spec = ModelSpec(
-            arch=loaded.arch,
-            num_classes=loaded.num_classes,
-            class_names=names,
-            input_size=options.input_size or loaded.input_size or DEFAULT_INPUT_SIZE,
-            batch="dynamic",
-            dynamic_size=True,
-            extra={"arch_args": loaded.arch_args} if loaded.arch_args else {},
+        spec = loaded.model_spec(
+            options.input_size, options.classes_file, batch="dynamic", dynamic_size=True
         )
         return cls(loaded.model, spec, options.device)
 

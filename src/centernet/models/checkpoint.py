@@ -18,6 +18,7 @@ from torch import nn
 from centernet.errors import CheckpointError
 from centernet.models import DEFAULT_ARCH, create_model
 from centernet.models.resnet import RESDCN_DEPTHS, RESNET_SPEC
+from centernet.types import DEFAULT_INPUT_SIZE, ModelSpec
 
 _SHOW = 4  # keys listed per category in a mismatch message
 
@@ -34,6 +35,32 @@ class LoadedCheckpoint:
     epoch: int | None = None
     class_names: list[str] | None = None
     input_size: tuple[int, int] | None = None  # (height, width) it was trained for, if stored
+
+    def model_spec(
+        self,
+        input_size: tuple[int, int] | None = None,
+        classes_file: str | Path | None = None,
+        **fields: Any,
+    ) -> ModelSpec:
+        """How a model of this checkpoint describes itself: the stored class names (else
+        ``classes_file``, COCO's 80 or ``class_i``) and input size (else 512x512), unless
+        given; ``fields`` set the rest (batch, ...)."""
+        from centernet.classes import class_names_for
+
+        names = self.class_names
+        if names is None or classes_file:
+            names = class_names_for(self.num_classes, classes_file)
+        extra = dict(fields.pop("extra", {}))
+        if self.arch_args:
+            extra["arch_args"] = self.arch_args
+        return ModelSpec(
+            arch=self.arch,
+            num_classes=self.num_classes,
+            class_names=names,
+            input_size=input_size or self.input_size or DEFAULT_INPUT_SIZE,
+            extra=extra,
+            **fields,
+        )
 
 
 def read_state_dict(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
