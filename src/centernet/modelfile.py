@@ -1,17 +1,24 @@
 """A CenterNet ONNX file: its input/output names and the ModelSpec in its metadata.
 
 Torch-free on purpose: the ONNX Runtime and OpenVINO engines and ``centernet build`` read
-model files without importing torch (``export.py``, which writes them, needs it).
+model files without importing torch (``export.py``, which writes them, needs it). Engines
+read the ModelSpec with ``read_file_spec``, which skips the weights instead of parsing
+them, so that start-up does not pay for a full ``onnx.load``.
 """
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
-
-import onnx
+from typing import TYPE_CHECKING, BinaryIO
 
 from centernet.errors import ModelFileError
 from centernet.types import ModelSpec
+
+if TYPE_CHECKING:
+    import onnx
+
+_METADATA_PROPS = 14  # ModelProto.metadata_props (repeated StringStringEntryProto)
 
 INPUT_NAME = "input"
 MAP_OUTPUTS = ("hm_max", "hm", "wh", "reg")
@@ -37,6 +44,8 @@ def read_spec(model: onnx.ModelProto) -> ModelSpec | None:
 
 def load_centernet_onnx(path: str | Path) -> tuple[onnx.ModelProto, ModelSpec]:
     """An exported model and its ModelSpec; a clear ModelFileError for anything else."""
+    import onnx
+
     path = Path(path)
     if not path.is_file():
         raise ModelFileError(f"{path}: no such model file")
@@ -53,3 +62,72 @@ def load_centernet_onnx(path: str | Path) -> tuple[onnx.ModelProto, ModelSpec]:
             "make one with `centernet export`"
         )
     return model, spec
+
+
+def read_file_spec(path: str | Path) -> ModelSpec:
+    """The ModelSpec of a model file, read without parsing its graph.
+
+    Engines call this at start-up: it seeks past the weights (tens of MB) instead of
+    parsing them, and needs no ``onnx`` import. Anything it cannot read goes through
+    ``load_centernet_onnx``, which gives the precise error.
+    """
+    path = Path(path)
+    try:
+        with path.open("rb") as f:
+            props = _metadata_props(f, path.stat().st_size)
+    except (OSError, ValueError):
+        return load_centernet_onnx(path)[1]
+    if ModelSpec.METADATA_KEY not in props:
+        return load_centernet_onnx(path)[1]
+    return ModelSpec.from_json(props[ModelSpec.METADATA_KEY])
+
+
+def _metadata_props(f: BinaryIO, size: int) -> dict[str, str]:
+    """key -> value of a serialized ModelProto's metadata_props, walking its top-level
+    protobuf fields and skipping the others (the graph) by their length."""
+    props = {}
+    for entry in _length_delimited(f, size, _METADATA_PROPS):
+        fields = {1: b"", 2: b""}  # StringStringEntryProto: key = 1, value = 2
+        buffer = io.BytesIO(entry)
+        for number in fields:
+            buffer.seek(0)
+            found = _length_delimited(buffer, len(entry), number)
+            fields[number] = found[-1] if found else b""
+        props[fields[1].decode("utf-8")] = fields[2].decode("utf-8")
+    return props
+
+
+def _length_delimited(f: BinaryIO, end: int, wanted: int) -> list[bytes]:
+    """Payloads of the length-delimited fields numbered ``wanted`` from here to ``end``."""
+    found = []
+    while f.tell() < end:
+        number, wire = divmod(_varint(f), 8)
+        if wire == 0:
+            _varint(f)
+        elif wire in (1, 5):
+            f.seek(8 if wire == 1 else 4, 1)
+        elif wire == 2:
+            length = _varint(f)
+            if f.tell() + length > end:
+                raise ValueError("a field runs past the end")
+            if number == wanted:
+                found.append(f.read(length))
+            else:
+                f.seek(length, 1)
+        else:
+            raise ValueError(f"unexpected protobuf wire type {wire}")
+    return found
+
+
+def _varint(f: BinaryIO) -> int:
+    value, shift = 0, 0
+    while True:
+        byte = f.read(1)
+        if not byte:
+            raise ValueError("truncated varint")
+        value |= (byte[0] & 0x7F) << shift
+        if not byte[0] & 0x80:
+            return value
+        shift += 7
+        if shift > 63:
+            raise ValueError("varint too long")

@@ -194,8 +194,7 @@ def test_openvino_matches_onnxruntime(builds, photo_paths, precision, tmp_path):
 
 def _compiled_precision(engine) -> str:
     """The inference precision OpenVINO compiled the model with (e.g. 'f32', 'bf16')."""
-    compiled = engine.compiled_for((1, 3, *TINY_SIZE))
-    return compiled.get_property("INFERENCE_PRECISION_HINT").to_string()
+    return engine.compiled.get_property("INFERENCE_PRECISION_HINT").to_string()
 
 
 def test_openvino_uses_bf16_only_when_asked(builds, photo_paths, tmp_path):
@@ -235,3 +234,22 @@ def test_bf16_is_refused_where_the_cpu_lacks_it_and_by_other_engines(builds, mon
         open_engine(builds["fp32"].path, "openvino", EngineOptions(precision="bf16"))
     with pytest.raises(CenterNetError, match="onnxruntime engine has no run-time bf16"):
         open_engine(builds["fp32"].path, "onnxruntime", EngineOptions(precision="bf16"))
+
+
+def test_openvino_serves_every_batch_and_keep_res_size_from_one_compile(
+    tiny_onnx_dynamic, photo_paths, tmp_path
+):
+    """The model compiles once from its file (dynamic batch and size), and gives ONNX
+    Runtime's boxes at batch 1 and 3 and for keep_res images of different sizes."""
+    pytest.importorskip("openvino")
+    from centernet.engines import EngineOptions
+
+    options = EngineOptions(cache_dir=str(tmp_path))
+    engine = open_engine(tiny_onnx_dynamic, "openvino", options)
+    compiled = engine.compiled
+    for keep_res, batch in ((False, 1), (False, 3), (True, 1)):
+        ov = Detector(engine, batch_size=batch, keep_res=keep_res)
+        ort = Detector(tiny_onnx_dynamic, batch_size=batch, keep_res=keep_res)
+        for a, b in zip(ov(photo_paths[:3]), ort(photo_paths[:3])):
+            assert_detections_close(a, b, atol=1e-3)
+    assert engine.compiled is compiled
