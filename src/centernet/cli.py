@@ -224,6 +224,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
     from centernet.draw import draw_detections
     from centernet.images import collect_image_paths
     from centernet.pipeline import Detector
+    from centernet.profiling import StageProfile
 
     if not args.images and not args.file_list:
         raise CenterNetError("no images given (files, folders, globs or --file-list)")
@@ -247,8 +248,9 @@ def cmd_detect(args: argparse.Namespace) -> int:
     out = Path(args.out)
     (out / "images" if args.save_images else out).mkdir(parents=True, exist_ok=True)
     entries, failed, boxes, taken = [], 0, 0, set()
+    profile = StageProfile() if args.profile else None
     started = time.perf_counter()
-    for result in _progress(detector.stream(paths), len(paths), "detect"):
+    for result in _progress(detector.stream(paths, profile), len(paths), "detect"):
         if not result.ok:
             failed += 1
             print(f"centernet: skipped {result.source}: {result.error}", file=sys.stderr)
@@ -273,9 +275,26 @@ def cmd_detect(args: argparse.Namespace) -> int:
         + f"; wrote {out / 'detections.json'}"
         + (f" and {done} images in {out / 'images'}" if args.save_images else "")
     )
+    if profile is not None:
+        print(_profile_table(profile))
     if "weights" in detector.spec.extra:
         print(f"note: {detector.spec.extra['weights']}")
     return EXIT_SOME_FAILED if failed or unmatched else EXIT_OK
+
+
+def _profile_table(profile) -> str:
+    """Where the time went, per stage: a markdown table (threads overlap, so shares of the
+    wall time add up to more than 100 %)."""
+    lines = [
+        f"profile: {profile.images} images in {profile.wall:.2f} s",
+        "| stage | thread | ms per image | share of wall time |",
+        "|---|---|---|---|",
+    ]
+    lines += [
+        f"| {stage} | {thread} | {ms:.2f} | {share:.0%} |"
+        for stage, thread, ms, share in profile.rows()
+    ]
+    return "\n".join(lines)
 
 
 # ---------------------------------------------------------------- eval
@@ -425,7 +444,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         f"{args.iterations} iterations; {describe_machine()}"
     )
     header = "| batch | network img/s | p50 ms | p90 ms | p99 ms |" + (
-        " end-to-end img/s |" if paths else ""
+        " end-to-end img/s | end to end / network |" if paths else ""
     )
     print(header)
     print("|---" * (header.count("|") - 1) + "|")
@@ -436,7 +455,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
             f"| {t.p99_ms:.1f} |"
         )
         if paths:
-            line += f" {row['e2e']:.2f} |"
+            line += f" {row['e2e']:.2f} | {row['e2e'] / t.images_per_s:.0%} |"
         print(line)
     if args.json:
         data = {
@@ -712,6 +731,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threshold", type=float, default=0.3, help="drop boxes scoring below")
     p.add_argument("--max-dets", type=_positive_int, default=100, help="boxes per image (K)")
     p.add_argument("--ann", default=None, help="COCO annotations: image ids and categories")
+    p.add_argument(
+        "--profile", action="store_true", help="print where the time went, stage by stage"
+    )
     _add_engine_args(p)
     p.set_defaults(func=cmd_detect)
 

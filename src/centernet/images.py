@@ -143,15 +143,19 @@ def _opencv_reason(exc: Exception) -> str:
     return lines[-1].strip() if lines else type(exc).__name__
 
 
-def read_image(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    """Read an image file to BGR uint8, or raise ImageReadError naming the path and reason."""
+def read_file(path: str | Path) -> bytes:
+    """A file's bytes, or ImageReadError naming the path and why it cannot be read."""
     name = str(path)
     try:
-        data = Path(path).read_bytes()
+        return Path(path).read_bytes()
     except FileNotFoundError:
         raise ImageReadError(name, "no such file") from None
     except IsADirectoryError:
         raise ImageReadError(name, "is a directory") from None
     except OSError as exc:
         raise ImageReadError(name, exc.strerror or str(exc)) from None
-    return decode_image(data, name, max_pixels)
+
+
+def read_image(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Read an image file to BGR uint8, or raise ImageReadError naming the path and reason."""
+    return decode_image(read_file(path), str(path), max_pixels)

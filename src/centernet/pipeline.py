@@ -1,18 +1,24 @@
 """Detector: images or paths in, Detections out; the one entry point the CLI and users call.
 
-``Detector.stream`` is a three-stage pipeline that keeps the engine busy:
+``Detector.stream`` is a pipeline that keeps the engine busy:
 
-1. reader threads decode and pre-process images ahead of the engine (OpenCV releases
-   the GIL), at most ``prefetch`` images in flight;
-2. the calling thread assembles batches as images arrive and runs the engine;
-3. a post-processing thread decodes the previous batch while the engine runs the next.
+1. reader threads read, decode and pre-process images ahead of the engine (OpenCV
+   releases the GIL), at most ``prefetch`` images in flight;
+2. a batching thread assembles the next batch while the engine runs the current one;
+3. an engine thread does nothing but run the engine, so it never waits on host work;
+4. a post-processing thread decodes the previous batch while the engine runs the next;
+5. the caller receives results from a bounded queue, so its own work on a result
+   (writing JSON, drawing) overlaps the engine instead of delaying it.
 
 Results come out in input order. A file that cannot be read becomes a failed result in
-its place; it never stalls or ends the stream.
+its place; it never stalls or ends the stream. ``profile`` tells where the time went.
 """
 
 from __future__ import annotations
 
+import queue
+import threading
+import time
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -23,9 +29,10 @@ import numpy as np
 
 from centernet.engines import Engine, EngineOptions, open_engine
 from centernet.errors import CenterNetError, ImageReadError
-from centernet.images import DEFAULT_MAX_PIXELS, read_image, to_bgr8
+from centernet.images import DEFAULT_MAX_PIXELS, decode_image, read_file, to_bgr8
 from centernet.postprocess import PostprocessConfig, postprocess
 from centernet.preprocess import PreprocessConfig, keep_res_pad, preprocess_into
+from centernet.profiling import NO_PROFILE, Clock, StageProfile
 from centernet.types import Detections, Letterbox, ModelSpec
 
 ImageSource = str | Path | np.ndarray
@@ -123,88 +130,233 @@ class Detector:
         detections = [r.detections for r in results]
         return detections[0] if single else detections  # type: ignore[return-value]
 
-    def stream(self, sources: Iterable[ImageSource]) -> Iterator[DetectionResult]:
-        """Detect on each source, in order, through the read / engine / decode pipeline."""
+    def stream(
+        self, sources: Iterable[ImageSource], profile: StageProfile | None = None
+    ) -> Iterator[DetectionResult]:
+        """Detect on each source, in order, through the read / batch / engine / decode
+        pipeline.
+
+        Batches are assembled in their own thread and the engine runs in another, so the
+        engine thread does nothing but run the engine, and whatever the caller does with
+        a result (writing JSON, drawing) overlaps the next batch. ``profile`` records
+        where the time goes. Leaving the loop early stops every thread before returning.
+        """
+        clock = profile or NO_PROFILE
+        units: queue.Queue = queue.Queue(maxsize=1)  # one batch ready ahead of the engine
+        results: queue.Queue = queue.Queue(maxsize=self.prefetch + 2 * self.batch_size)
+        stop = threading.Event()
+        started, yielded = time.perf_counter(), 0
         with (
             ThreadPoolExecutor(self.readers, thread_name_prefix="centernet-read") as readers,
             ThreadPoolExecutor(1, thread_name_prefix="centernet-post") as decoder,
         ):
-            waiting: deque[_Prepared] = deque()  # every input, in order, until yielded
-            batch: list[_Prepared] = []
-            for future in self._read_ahead(readers, sources):
-                item = future.result()
-                waiting.append(item)
+            threads = [
+                threading.Thread(
+                    target=self._batch_up,
+                    args=(sources, readers, units, stop, clock),
+                    name="centernet-batch",
+                    daemon=True,
+                ),
+                threading.Thread(
+                    target=self._run_engine,
+                    args=(units, decoder, results, stop, clock),
+                    name="centernet-engine",
+                    daemon=True,
+                ),
+            ]
+            for thread in threads:
+                thread.start()
+            try:
+                while True:
+                    waited = time.perf_counter()
+                    item = results.get()
+                    if item is _END:
+                        break
+                    if isinstance(item, BaseException):
+                        raise item
+                    if item.done is not None:
+                        item.done.result()  # its batch decoded (re-raises a decoding failure)
+                    handed = time.perf_counter()
+                    clock.add("wait for results", handed - waited)
+                    yielded += 1
+                    yield item.result
+                    clock.add("caller's own work", time.perf_counter() - handed)
+            finally:
+                stop.set()  # the threads poll it while they wait to hand something on
+                for thread in threads:
+                    thread.join()
+                readers.shutdown(wait=True, cancel_futures=True)
+                if profile is not None:
+                    profile.wall += time.perf_counter() - started
+                    profile.images += yielded
+
+    def _batch_up(
+        self,
+        sources: Iterable[ImageSource],
+        readers: ThreadPoolExecutor,
+        units: queue.Queue,
+        stop: threading.Event,
+        clock: Clock,
+    ) -> None:
+        """The batching thread: prepared images in input order -> batches for the engine,
+        each with the inputs (failures included) to hand on once it has run."""
+        try:
+            pending: list[_Prepared] = []  # every input since the last unit, in order
+            members: list[_Prepared] = []  # the readable ones among them: the batch rows
+            for future in self._read_ahead(readers, sources, stop, clock):
+                with clock.timed("wait for input"):
+                    item = future.result()
+                pending.append(item)
                 if item.result.ok:
-                    batch.append(item)
-                    if len(batch) == self.batch_size or self.preprocess_config.keep_res:
-                        self._submit(batch, decoder)
-                        batch = []
-                yield from self._finished(waiting, block=False)
-            if batch:
-                self._submit(batch, decoder)
-            yield from self._finished(waiting, block=True)
+                    members.append(item)
+                full = len(members) == self.batch_size or (
+                    members and self.preprocess_config.keep_res
+                )
+                if full or not members:  # a batch, or failures with no batch to wait for
+                    if not _put(units, self._unit(members, pending, clock), stop):
+                        return
+                    pending, members = [], []
+            if pending and not _put(units, self._unit(members, pending, clock), stop):
+                return
+            _put(units, _END, stop)
+        except BaseException as exc:  # the caller re-raises it in its own thread
+            _put(units, exc, stop)
+
+    def _unit(self, members: list[_Prepared], items: list[_Prepared], clock: Clock) -> _Unit:
+        """A batch of ``members`` (padded to a static batch size) and the inputs to hand on."""
+        if not members:
+            return _Unit(None, [], list(items))
+        rows = self.engine.batch_size or len(members)
+        first = members[0].tensor
+        assert first is not None
+        with clock.timed("batch assembly"):
+            if rows == 1:
+                batch = first[None]  # one image: its tensor is the batch, no copy
+            else:
+                batch = np.empty((rows, *first.shape), dtype=np.float32)
+                for row, item in enumerate(members):
+                    batch[row] = item.tensor
+                batch[len(members) :] = 0.0  # padding rows of a static batch
+            for item in members:
+                item.tensor = None  # free it: the batch holds the pixels now
+        return _Unit(batch, list(members), list(items))
+
+    def _run_engine(
+        self,
+        units: queue.Queue,
+        decoder: ThreadPoolExecutor,
+        results: queue.Queue,
+        stop: threading.Event,
+        clock: Clock,
+    ) -> None:
+        """The engine thread: runs each batch, queues its decoding, hands its inputs on."""
+        try:
+            while True:
+                with clock.timed("wait for batch"):
+                    unit = _get(units, stop)
+                if unit is None:  # the caller stopped listening
+                    return
+                if unit is _END or isinstance(unit, BaseException):
+                    _put(results, unit, stop)
+                    return
+                if unit.batch is not None:
+                    with clock.timed("engine"):
+                        outputs = self.engine(unit.batch)
+                    done = decoder.submit(self._decode, outputs, unit.members, clock)
+                    for member in unit.members:
+                        member.done = done
+                for item in unit.items:
+                    if not _put(results, item, stop):
+                        return
+        except BaseException as exc:
+            _put(results, exc, stop)
 
     def _read_ahead(
-        self, pool: ThreadPoolExecutor, sources: Iterable[ImageSource]
+        self,
+        pool: ThreadPoolExecutor,
+        sources: Iterable[ImageSource],
+        stop: threading.Event,
+        clock: Clock,
     ) -> Iterator[Future]:
         """Futures of prepared images in input order, at most ``prefetch`` in flight."""
         in_flight: deque[Future] = deque()
-        for index, source in enumerate(sources):
-            in_flight.append(pool.submit(self._prepare, index, source))
-            if len(in_flight) >= self.prefetch:
+        try:
+            for index, source in enumerate(sources):
+                if stop.is_set():
+                    return
+                in_flight.append(pool.submit(self._prepare, index, source, clock))
+                if len(in_flight) >= self.prefetch:
+                    yield in_flight.popleft()
+            while in_flight and not stop.is_set():
                 yield in_flight.popleft()
-        while in_flight:
-            yield in_flight.popleft()
+        finally:  # stopped early: images not yet started are not read
+            for future in in_flight:
+                future.cancel()
 
-    def _prepare(self, index: int, source: ImageSource) -> _Prepared:
+    def _prepare(self, index: int, source: ImageSource, clock: Clock = NO_PROFILE) -> _Prepared:
         """Read (or convert) and pre-process one image; failures become an error result."""
         name = f"<array {index}>" if isinstance(source, np.ndarray) else str(source)
         result = DetectionResult(index, name)
         try:
-            result.image = (
-                to_bgr8(source)
-                if isinstance(source, np.ndarray)
-                else read_image(source, self.max_pixels)
-            )
+            if isinstance(source, np.ndarray):
+                result.image = to_bgr8(source)
+            else:
+                with clock.timed("read file"):
+                    data = read_file(source)
+                with clock.timed("decode image"):
+                    result.image = decode_image(data, name, self.max_pixels)
         except ImageReadError as exc:
             result.error = exc.reason
             return _Prepared(result)
         except ValueError as exc:
             result.error = str(exc)
             return _Prepared(result)
-        tensor, box = preprocess_into(result.image, self.preprocess_config)
+        with clock.timed("pre-process"):
+            tensor, box = preprocess_into(result.image, self.preprocess_config)
         return _Prepared(result, tensor, box)
 
-    def _submit(self, items: list[_Prepared], decoder: ThreadPoolExecutor) -> None:
-        """Run the engine on ``items`` (padding a short batch) and queue their decoding."""
-        rows = self.engine.batch_size or len(items)
-        first = items[0].tensor
-        assert first is not None
-        batch = np.zeros((rows, *first.shape), dtype=np.float32)
-        for row, item in enumerate(items):
-            batch[row] = item.tensor
-            item.tensor = None  # free it: the batch holds the pixels now
-        outputs = self.engine(batch)
-        future = decoder.submit(self._decode, outputs, items)
-        for item in items:
-            item.done = future
-
-    def _decode(self, outputs: dict[str, np.ndarray], items: list[_Prepared]) -> None:
-        boxes = [item.box for item in items]
-        for item, detections in zip(items, postprocess(outputs, boxes, self.postprocess_config)):
+    def _decode(
+        self,
+        outputs: dict[str, np.ndarray],
+        items: list[_Prepared],
+        clock: Clock = NO_PROFILE,
+    ) -> None:
+        with clock.timed("post-process"):
+            boxes = [item.box for item in items]
+            decoded = postprocess(outputs, boxes, self.postprocess_config)
+        for item, detections in zip(items, decoded):
             item.result.detections = detections
 
-    @staticmethod
-    def _finished(waiting: deque[_Prepared], block: bool) -> Iterator[DetectionResult]:
-        """Yield results from the front while they are complete (all of them if block)."""
-        while waiting:
-            head = waiting[0]
-            if head.result.ok:
-                if head.done is None:
-                    if block:
-                        raise RuntimeError("an image was never submitted")  # a bug, not input
-                    return
-                if not block and not head.done.done():
-                    return
-                head.done.result()  # re-raises a decoding failure
-            yield waiting.popleft().result
+
+@dataclass
+class _Unit:
+    """What the batching thread hands the engine thread: a batch of ``members`` (None when
+    there are only failures) and every input since the last unit, to hand on in order."""
+
+    batch: np.ndarray | None
+    members: list[_Prepared]
+    items: list[_Prepared]
+
+
+_END = object()  # the last word of a stage: every input has been handed on
+
+
+def _get(source: queue.Queue, stop: threading.Event) -> object | None:
+    """The next item of ``source``, or None once the caller stops listening."""
+    while not stop.is_set():
+        try:
+            return source.get(timeout=0.05)
+        except queue.Empty:
+            continue
+    return None
+
+
+def _put(results: queue.Queue, item: object, stop: threading.Event) -> bool:
+    """Put ``item`` unless the caller stops listening first (then False)."""
+    while not stop.is_set():
+        try:
+            results.put(item, timeout=0.05)
+            return True
+        except queue.Full:
+            continue
+    return False

@@ -68,7 +68,7 @@ class Report:
     def throughput_table(self) -> str:
         batches = self.config.batches
         head = "| model | precision | engine | " + " | ".join(
-            f"b{b} network | b{b} end-to-end" for b in batches
+            f"b{b} network | b{b} end-to-end | b{b} e2e / network" for b in batches
         )
         base = self.baseline
         if base is not None:
@@ -79,7 +79,12 @@ class Report:
             for b in batches:
                 net = f"{r.network[b].images_per_s:.2f}" if b in r.network else "-"
                 e2e = f"{r.e2e[b]:.2f}" if b in r.e2e else "-"
-                cells += [net, e2e]
+                share = (
+                    f"{r.e2e[b] / r.network[b].images_per_s:.0%}"
+                    if b in r.e2e and b in r.network
+                    else "-"
+                )
+                cells += [net, e2e, share]
             line = f"| {r.name} | {r.precision} | {r.engine} | " + " | ".join(cells)
             if base is not None:
                 b = batches[0]

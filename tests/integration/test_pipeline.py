@@ -64,9 +64,9 @@ def test_reading_overlaps_the_engine(tiny_onnx_dynamic, photo_paths):
     started, seen = time.perf_counter(), []
     original = detector._prepare
 
-    def timed_prepare(index, source):
+    def timed_prepare(index, source, *rest):
         seen.append((index, time.perf_counter() - started, threading.current_thread().name))
-        return original(index, source)
+        return original(index, source, *rest)
 
     detector._prepare = timed_prepare
     list(detector.stream([str(p) for p in photo_paths]))
@@ -83,3 +83,88 @@ def test_a_stream_of_only_bad_files_ends(tiny_onnx_dynamic, tmp_path):
     )
     assert len(results) == 5 and not any(r.ok for r in results)
     assert all(r.error == "no such file" for r in results)
+
+
+def _pipeline_threads() -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name.startswith("centernet-")]
+
+
+class SignallingEngine(SlowEngine):
+    """Sets ``second_batch`` when the engine is called for the second time."""
+
+    def __init__(self, engine):
+        super().__init__(engine)
+        self.second_batch = threading.Event()
+
+    def __call__(self, batch):
+        if self.batches:
+            self.second_batch.set()
+        return super().__call__(batch)
+
+
+class BrokenEngine(SlowEngine):
+    def __call__(self, batch):
+        raise RuntimeError("engine exploded")
+
+
+def test_the_callers_work_overlaps_the_engine(tiny_onnx_dynamic, photo_paths):
+    """While the caller still holds result 0, the engine already runs the next batch."""
+    detector = Detector(tiny_onnx_dynamic, batch_size=1)
+    engine = detector.engine = SignallingEngine(detector.engine)
+    stream = detector.stream([str(p) for p in photo_paths[:3]])
+    first = next(stream)
+    assert first.ok and engine.second_batch.wait(timeout=30)  # an event, not a timing
+    assert len(list(stream)) == 2 and _pipeline_threads() == []
+
+
+def test_leaving_early_stops_every_thread(tiny_onnx_dynamic, photo_paths):
+    detector = Detector(tiny_onnx_dynamic, batch_size=2, prefetch=2)
+    paths = [str(p) for p in photo_paths] * 5
+    stream = detector.stream(paths)
+    assert next(stream).ok and next(stream).ok
+    assert _pipeline_threads()  # running
+    stream.close()  # the caller leaves the loop
+    assert _pipeline_threads() == []
+
+
+def test_engine_and_source_failures_reach_the_caller(tiny_onnx_dynamic, photo_paths):
+    detector = Detector(tiny_onnx_dynamic, batch_size=1)
+    detector.engine = BrokenEngine(detector.engine)
+    try:
+        list(detector.stream([str(photo_paths[0])]))
+        raise AssertionError("no error")
+    except RuntimeError as exc:
+        assert "engine exploded" in str(exc)
+    assert _pipeline_threads() == []
+
+    def sources():
+        yield str(photo_paths[0])
+        raise ValueError("the listing failed")
+
+    working = Detector(tiny_onnx_dynamic, batch_size=1)
+    seen = []
+    try:
+        for result in working.stream(sources()):
+            seen.append(result)
+        raise AssertionError("no error")
+    except ValueError as exc:
+        assert "the listing failed" in str(exc)
+    assert _pipeline_threads() == []
+
+
+def test_profile_accounts_for_every_stage(tiny_onnx_dynamic, photo_paths, tmp_path):
+    from centernet.profiling import StageProfile
+
+    (tmp_path / "bad.jpg").write_bytes(b"not an image")
+    sources = [str(photo_paths[0]), str(tmp_path / "bad.jpg"), str(photo_paths[1])]
+    profile = StageProfile()
+    results = list(Detector(tiny_onnx_dynamic, batch_size=2).stream(sources, profile=profile))
+    assert [r.ok for r in results] == [True, False, True]
+    assert profile.images == 3 and profile.wall > 0
+    assert profile.counts["read file"] == 3 and profile.counts["decode image"] == 3
+    assert profile.counts["pre-process"] == 2 and profile.counts["engine"] == 1
+    assert profile.counts["post-process"] == 1 and profile.counts["caller's own work"] == 3
+    stages = [row[0] for row in profile.rows()]
+    assert stages.index("read file") < stages.index("engine") < stages.index("post-process")
+    engine_share = next(share for stage, _, _, share in profile.rows() if stage == "engine")
+    assert 0 < engine_share <= 1

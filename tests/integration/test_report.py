@@ -33,6 +33,7 @@ def test_bench_prints_a_row_per_batch(tiny_onnx_dynamic, photo_paths, tmp_path, 
     assert code == 0
     printed = capsys.readouterr().out
     assert "| 1 |" in printed and "| 2 |" in printed and "end-to-end" in printed
+    assert "end to end / network" in printed  # the share, always visible
     rows = json.loads(out.read_text())["rows"]
     assert [r["batch"] for r in rows] == [1, 2]
     assert all(r["network_images_per_s"] > 0 and r["e2e_images_per_s"] > 0 for r in rows)
