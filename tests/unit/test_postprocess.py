@@ -118,3 +118,24 @@ def test_padding_rows_are_ignored_and_plateaus_count_as_peaks():
     assert got[0].scores.tolist() == pytest.approx([0.8, 0.5, 0.5])
     # centre (3, 2) in cells -> (12, 8) px; wh 1 cell -> 4 px (input size = original size)
     assert got[0].xyxy[0] == pytest.approx([10, 6, 14, 10], abs=1e-4)
+
+
+@pytest.mark.parametrize("levels", [None, 16])
+def test_large_maps_take_the_score_floor_and_stay_exact(levels):
+    """Maps large enough for the sampled score floor (20 classes x 32 x 32), with and
+    without many exact ties (scores on 16 levels, more than K at the top score), against
+    the slow reference."""
+    from centernet.postprocess import _score_floor
+
+    rng = np.random.default_rng(11)
+    outputs = random_outputs(rng, 1, 20, 32, 32)
+    if levels:
+        hm = np.round(outputs["hm"] * levels) / levels
+        outputs["hm"] = hm.astype(np.float32)
+        outputs["hm_max"] = np.stack([slow_max_pool3(h) for h in outputs["hm"]])
+    o = {k: v[0] for k, v in outputs.items()}
+    assert _score_floor(o["hm"].reshape(-1), o["hm_max"].reshape(-1), 100) > 0  # taken
+    box = make_letterbox(128, 128, PreprocessConfig())  # slow_decode's geometry: 512 input
+    got = postprocess(outputs, [box])[0]
+    # ties are broken by position (class, y, x), as the reference's stable sort does
+    assert_same(got, slow_decode(o["hm"], o["wh"], o["reg"], 128, 128, False))

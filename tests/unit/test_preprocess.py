@@ -101,3 +101,16 @@ def test_batch_rows_equal_single_images(photo_paths):
 def test_rejects_non_bgr_input():
     with pytest.raises(ValueError, match="BGR uint8"):
         preprocess_into(np.zeros((10, 10), np.uint8), PreprocessConfig())
+
+
+def test_into_a_batch_slot_or_a_strided_slot_gives_the_same_pixels():
+    rng = np.random.default_rng(5)
+    image = rng.integers(0, 256, (300, 420, 3), dtype=np.uint8)
+    config = PreprocessConfig(input_size=(64, 96))
+    alone, _ = preprocess_into(image, config)
+    batch = np.full((2, 3, 64, 96), np.nan, np.float32)
+    preprocess_into(image, config, batch[1])
+    strided = np.full((3, 64, 192), np.nan, np.float32)
+    preprocess_into(image, config, strided[:, :, ::2])
+    assert np.array_equal(batch[1], alone) and np.isnan(batch[0]).all()
+    assert np.array_equal(strided[:, :, ::2], alone) and np.isnan(strided[:, :, 1::2]).all()
