@@ -58,6 +58,11 @@ class OnnxRuntimeEngine:
             options.graph_optimization
         )
         session_options.log_severity_level = 3
+        # Intra-op threads sleep instead of spinning between operators: the pipeline's
+        # reader and decoder threads share the cores. Network-only speed is unchanged
+        # (9.63 vs 9.57 img/s, int8 dlav0_34 on 2 cores) and end to end varies less
+        # (6 rounds: 8.53-9.21 img/s against 7.74-9.08 with spinning; BENCHMARKS.md).
+        session_options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         providers = providers_for(options.device)
         try:
             self.session = ort.InferenceSession(
