@@ -86,6 +86,12 @@ class _StageBars:
             self.bar.close()
         self.bar, self.stage = None, None
 
+    def __enter__(self) -> _StageBars:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
 
 def _engine_options(args: argparse.Namespace):
     from centernet.engines import EngineOptions
@@ -369,11 +375,8 @@ def cmd_build(args: argparse.Namespace) -> int:
         dynamic_batch=args.dynamic_batch,
         mixed_max_layers=args.mixed_max_layers,
     )
-    bars = _StageBars()
-    try:
+    with _StageBars() as bars:
         result = build(args.model, args.output, config, progress=bars)
-    finally:
-        bars.close()
     spec = result.spec
     batch = "dynamic" if spec.dynamic_batch else spec.batch
     summary = (
@@ -438,10 +441,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
         rows.append(row)
     spec = engine.spec
     arithmetic = getattr(engine, "inference_precision", "fp32")
+    machine = describe_machine()
     print(
         f"{args.model}: {spec.arch} {spec.precision} (float layers in {arithmetic}), engine "
         f"{engine.name}, input {spec.input_size[0]}x{spec.input_size[1]}, "
-        f"{args.iterations} iterations; {describe_machine()}"
+        f"{args.iterations} iterations; {machine}"
     )
     header = "| batch | network img/s | p50 ms | p90 ms | p99 ms |" + (
         " end-to-end img/s | end to end / network |" if paths else ""
@@ -463,7 +467,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
             "engine": engine.name,
             "precision": spec.precision,
             "inference_precision": arithmetic,
-            "machine": describe_machine(),
+            "machine": machine,
             "rows": [
                 {
                     "batch": r["batch"],
@@ -496,13 +500,10 @@ def cmd_report(args: argparse.Namespace) -> int:
         device=args.device,
         precision=args.precision,
     )
-    bars = _StageBars()
-    try:
+    with _StageBars() as bars:
         report = make_report(
             args.models, args.images, args.ann, config, baseline=args.baseline, progress=bars
         )
-    finally:
-        bars.close()
     files = write_report(report, args.out)
     print(report.accuracy_table())
     print()
@@ -528,11 +529,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     def step(text: str) -> None:
         print(f"[{time.perf_counter() - started:5.0f} s] {text}", flush=True)
 
-    bars = _StageBars(announce=lambda stage: step(f"  {stage}"))
-    try:
+    with _StageBars(announce=lambda stage: step(f"  {stage}")) as bars:
         result = run_demo(args.out, config, on_step=step, progress=bars)
-    finally:
-        bars.close()
     names = ", ".join(result.class_names)
     print(
         f"\nAccuracy per precision: COCO AP on this demo's {config.images} held-out synthetic "

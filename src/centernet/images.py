@@ -112,8 +112,8 @@ def decode_image(
     """
     if not data:
         raise ImageReadError(name, "empty file")
-    size = declared_size(data)
-    if max_pixels and size and size[0] * size[1] > max_pixels:
+    size = declared_size(data) if max_pixels else None
+    if size and size[0] * size[1] > max_pixels:
         raise ImageReadError(
             name,
             f"declares {size[0]}x{size[1]} pixels ({size[0] * size[1] / 1e6:.0f} Mpx), over the "

@@ -86,20 +86,17 @@ def _metadata_props(f: BinaryIO, size: int) -> dict[str, str]:
     """key -> value of a serialized ModelProto's metadata_props, walking its top-level
     protobuf fields and skipping the others (the graph) by their length."""
     props = {}
-    for entry in _length_delimited(f, size, _METADATA_PROPS):
-        fields = {1: b"", 2: b""}  # StringStringEntryProto: key = 1, value = 2
-        buffer = io.BytesIO(entry)
-        for number in fields:
-            buffer.seek(0)
-            found = _length_delimited(buffer, len(entry), number)
-            fields[number] = found[-1] if found else b""
-        props[fields[1].decode("utf-8")] = fields[2].decode("utf-8")
+    for entry in _length_delimited(f, size, {_METADATA_PROPS})[_METADATA_PROPS]:
+        fields = _length_delimited(io.BytesIO(entry), len(entry), {1, 2})  # key, value
+        key, value = (fields[n][-1] if fields[n] else b"" for n in (1, 2))
+        props[key.decode("utf-8")] = value.decode("utf-8")
     return props
 
 
-def _length_delimited(f: BinaryIO, end: int, wanted: int) -> list[bytes]:
-    """Payloads of the length-delimited fields numbered ``wanted`` from here to ``end``."""
-    found = []
+def _length_delimited(f: BinaryIO, end: int, wanted: set[int]) -> dict[int, list[bytes]]:
+    """Payloads of the length-delimited fields numbered in ``wanted``, from here to ``end``;
+    every other field is skipped by its length, unread."""
+    found: dict[int, list[bytes]] = {number: [] for number in wanted}
     while f.tell() < end:
         number, wire = divmod(_varint(f), 8)
         if wire == 0:
@@ -110,8 +107,8 @@ def _length_delimited(f: BinaryIO, end: int, wanted: int) -> list[bytes]:
             length = _varint(f)
             if f.tell() + length > end:
                 raise ValueError("a field runs past the end")
-            if number == wanted:
-                found.append(f.read(length))
+            if number in wanted:
+                found[number].append(f.read(length))
             else:
                 f.seek(length, 1)
         else:

@@ -7,6 +7,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from centernet.errors import CenterNetError
 from centernet.types import ModelSpec
 
 
@@ -36,8 +37,6 @@ def check_runtime_precision(engine: str, precision: str | None, supported: tuple
 
     An int8 build still has float layers (heads, decode): this is what those run in.
     """
-    from centernet.errors import CenterNetError
-
     wanted = precision or "fp32"
     if wanted not in RUNTIME_PRECISIONS:
         raise CenterNetError(

@@ -98,12 +98,17 @@ _IMAGE_MAGIC = {
 }
 
 
+_CHECKPOINT_MAGIC = (b"PK\x03\x04", b"\x80")  # torch.save's zip archive; a legacy pickle
+
+
 def sniff_non_checkpoint(path: Path) -> str | None:
     """What a file that is certainly not a checkpoint is, from its first bytes; else None."""
     with path.open("rb") as f:
         head = f.read(4096)
     if not head:
         return "the file is empty"
+    if head.startswith(_CHECKPOINT_MAGIC):
+        return None  # torch's own formats: torch.load says whether it holds a checkpoint
     for magic, name in _IMAGE_MAGIC.items():
         if head.startswith(magic):
             return f"it is a {name} image"
