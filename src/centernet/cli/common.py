@@ -1,0 +1,148 @@
+"""What several command modules share: exit codes, argument types, the engine and
+runtime options, and the progress bars that render library reports."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+
+EXIT_OK, EXIT_SOME_FAILED, EXIT_ERROR = 0, 1, 2
+
+AddCommand = Callable[..., argparse.ArgumentParser]
+"""``add_command(name, help=...)``: adds one subcommand's parser (see ``parser.py``)."""
+
+
+def input_size(text: str) -> tuple[int, int]:
+    """'512' or 'HxW' -> (height, width), multiples of 32."""
+    try:
+        parts = [int(p) for p in text.lower().split("x")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (use 512 or 384x640)") from None
+    if len(parts) == 1:
+        parts *= 2
+    if len(parts) != 2 or any(p <= 0 or p % 32 for p in parts):
+        raise argparse.ArgumentTypeError(f"size must be a positive multiple of 32: {text!r}")
+    return parts[0], parts[1]
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1: {text}")
+    return value
+
+
+# argparse names the type in "invalid _positive_int value: 'x'"; kept as it was before the
+# cli/ split, so the message does not change
+positive_int.__name__ = "_positive_int"
+
+
+def progress(iterable, total: int, desc: str):
+    from tqdm import tqdm
+
+    return tqdm(iterable, total=total, desc=desc, unit="img", file=sys.stderr, disable=None)
+
+
+class StageBars:
+    """Draws library ``Progress(stage, done, total)`` reports: one tqdm bar per stage on a
+    terminal, and (with ``announce``) a line when a stage starts, for logs without bars."""
+
+    def __init__(self, announce: Callable[[str], None] | None = None) -> None:
+        self.announce = announce
+        self.stage: str | None = None
+        self.bar = None
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        from tqdm import tqdm
+
+        if stage != self.stage:
+            self.close()
+            self.stage = stage
+            if self.announce:
+                self.announce(stage)
+            self.bar = tqdm(total=total, desc=stage, file=sys.stderr, disable=None, leave=False)
+        if self.bar is not None:
+            self.bar.update(done - self.bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        self.bar, self.stage = None, None
+
+    def __enter__(self) -> StageBars:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def engine_options(args: argparse.Namespace):
+    from centernet.engines import EngineOptions
+
+    return EngineOptions(
+        device=args.device,
+        threads=args.threads,
+        arch=getattr(args, "arch", None),
+        classes_file=getattr(args, "classes", None),
+        precision=args.precision,
+    )
+
+
+def add_runtime_args(parser: argparse.ArgumentParser) -> None:
+    """Which engine runs the model, where, with how many threads, in what arithmetic."""
+    from centernet.engines import ENGINES, RUNTIME_PRECISIONS
+
+    parser.add_argument(
+        "--engine",
+        default="auto",
+        choices=ENGINES,
+        help="auto: torch for .pth, onnxruntime for .onnx",
+    )
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="where it runs")
+    parser.add_argument("--threads", type=positive_int, default=None, help="engine threads")
+    parser.add_argument(
+        "--precision",
+        default=None,
+        choices=RUNTIME_PRECISIONS,
+        help="run-time arithmetic; default: the model's own (fp32 float layers). "
+        "bf16: openvino engine on CPUs with native bf16 (avx512_bf16, AMX)",
+    )
+
+
+def add_max_pixels(parser: argparse.ArgumentParser) -> None:
+    from centernet.images import DEFAULT_MAX_PIXELS
+
+    parser.add_argument(
+        "--max-pixels",
+        type=positive_int,
+        default=DEFAULT_MAX_PIXELS,
+        help="skip images whose header declares more pixels (checked before decoding)",
+    )
+
+
+def add_engine_args(parser: argparse.ArgumentParser) -> None:
+    add_runtime_args(parser)
+    add_max_pixels(parser)
+    parser.add_argument(
+        "--batch",
+        type=positive_int,
+        default=None,
+        help="images per forward pass (a static-batch model fixes it)",
+    )
+    parser.add_argument(
+        "--keep-res",
+        action="store_true",
+        help="original resolution padded to 32 (model needs --dynamic-size)",
+    )
+    parser.add_argument("--arch", default=None, help="architecture of a .pth checkpoint")
+    parser.add_argument("--classes", default=None, help="class names of a .pth, one per line")
+
+
+def batches(text: str) -> list[int]:
+    from centernet.bench import parse_batches
+
+    try:
+        return parse_batches(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None

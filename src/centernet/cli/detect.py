@@ -1,0 +1,200 @@
+"""Running models on images: ``detect`` (boxes, COCO JSON, annotated copies) and ``eval``
+(COCO mAP on annotated images)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from centernet.cli.common import (
+    EXIT_OK,
+    EXIT_SOME_FAILED,
+    AddCommand,
+    add_engine_args,
+    engine_options,
+    positive_int,
+    progress,
+)
+from centernet.errors import CenterNetError
+
+
+def register(add_command: AddCommand) -> None:
+    """Adds ``detect`` and ``eval``."""
+    add_detect(add_command)
+    add_eval(add_command)
+
+
+def add_detect(add_command: AddCommand) -> None:
+    """The ``detect`` subcommand's arguments."""
+    p = add_command("detect", help="run a model on images; COCO JSON + annotated copies")
+    p.add_argument("model", help=".onnx export or .pth checkpoint")
+    p.add_argument("images", nargs="*", help="files, folders or globs")
+    p.add_argument("--file-list", default=None, help="a file naming one image per line")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--save-images", action="store_true", help="write annotated copies")
+    p.add_argument("--threshold", type=float, default=0.3, help="drop boxes scoring below")
+    p.add_argument("--max-dets", type=positive_int, default=100, help="boxes per image (K)")
+    p.add_argument("--ann", default=None, help="COCO annotations: image ids and categories")
+    p.add_argument(
+        "--profile", action="store_true", help="print where the time went, stage by stage"
+    )
+    add_engine_args(p)
+    p.set_defaults(func=cmd_detect)
+
+
+def _unique_name(path: str, taken: set[str]) -> str:
+    name = Path(path).name
+    stem, suffix, n = Path(name).stem, Path(name).suffix, 1
+    while name in taken:
+        name = f"{stem}_{n}{suffix}"
+        n += 1
+    taken.add(name)
+    return name
+
+
+def cmd_detect(args: argparse.Namespace) -> int:
+    import cv2
+
+    from centernet.datasets.coco import category_ids_for, detections_to_coco, load_annotations
+    from centernet.draw import draw_detections
+    from centernet.images import collect_image_paths
+    from centernet.pipeline import Detector
+    from centernet.profiling import StageProfile
+
+    if not args.images and not args.file_list:
+        raise CenterNetError("no images given (files, folders, globs or --file-list)")
+    inputs = collect_image_paths(args.images, args.file_list)
+    paths = inputs.paths
+    detector = Detector(
+        args.model,
+        engine=args.engine,
+        threshold=args.threshold,
+        max_dets=args.max_dets,
+        batch_size=args.batch,
+        keep_res=args.keep_res,
+        options=engine_options(args),
+        max_pixels=args.max_pixels,
+    )
+    for item, reason in inputs.unmatched:  # same rule as an unreadable file: named, skipped
+        print(f"centernet: skipped {item}: {reason}", file=sys.stderr)
+    annotations = load_annotations(args.ann) if args.ann else None
+    ids_by_name = {im.file_name: im.id for im in annotations.images} if annotations else {}
+    category_ids = category_ids_for(detector.spec.class_names, annotations)
+    out = Path(args.out)
+    (out / "images" if args.save_images else out).mkdir(parents=True, exist_ok=True)
+    entries, failed, boxes, taken = [], 0, 0, set()
+    profile = StageProfile() if args.profile else None
+    started = time.perf_counter()
+    for result in progress(detector.stream(paths, profile), len(paths), "detect"):
+        if not result.ok:
+            failed += 1
+            print(f"centernet: skipped {result.source}: {result.error}", file=sys.stderr)
+            continue
+        name = Path(result.source).name
+        entries += detections_to_coco(
+            result.detections, category_ids, file_name=name, image_id=ids_by_name.get(name)
+        )
+        boxes += len(result.detections)
+        if args.save_images:
+            drawn = draw_detections(result.image, result.detections, detector.spec.class_names)
+            cv2.imwrite(str(out / "images" / _unique_name(result.source, taken)), drawn)
+    seconds = time.perf_counter() - started
+    (out / "detections.json").write_text(json.dumps(entries))
+    done = len(paths) - failed
+    unmatched = len(inputs.unmatched)
+    print(
+        f"detected {done} of {len(paths)} images in {seconds:.1f} s "
+        f"({done / max(seconds, 1e-9):.1f} img/s): {boxes} boxes >= {args.threshold}; "
+        f"{failed} unreadable"
+        + (f", {unmatched} folders/patterns matched nothing" if unmatched else "")
+        + f"; wrote {out / 'detections.json'}"
+        + (f" and {done} images in {out / 'images'}" if args.save_images else "")
+    )
+    if profile is not None:
+        print(_profile_table(profile))
+    if "weights" in detector.spec.extra:
+        print(f"note: {detector.spec.extra['weights']}")
+    return EXIT_SOME_FAILED if failed or unmatched else EXIT_OK
+
+
+def _profile_table(profile) -> str:
+    """Where the time went, per stage: a markdown table (threads overlap, so shares of the
+    wall time add up to more than 100 %)."""
+    lines = [
+        f"profile: {profile.images} images in {profile.wall:.2f} s",
+        "| stage | thread | ms per image | share of wall time |",
+        "|---|---|---|---|",
+    ]
+    lines += [
+        f"| {stage} | {thread} | {ms:.2f} | {share:.0%} |"
+        for stage, thread, ms, share in profile.rows()
+    ]
+    return "\n".join(lines)
+
+
+def add_eval(add_command: AddCommand) -> None:
+    """The ``eval`` subcommand's arguments."""
+    p = add_command("eval", help="COCO mAP of a model on annotated images")
+    p.add_argument("model", help=".onnx export or .pth checkpoint")
+    p.add_argument("--images", required=True, help="folder of the annotated images")
+    p.add_argument("--ann", required=True, help="COCO instances.json")
+    p.add_argument("--limit", type=positive_int, default=None, help="first N images by id")
+    p.add_argument("--out", default="runs/eval", help="folder for metrics.json and detections")
+    add_engine_args(p)
+    p.set_defaults(func=cmd_eval)
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from centernet.datasets.coco import load_annotations
+    from centernet.evaluate import COCO_STAT_LABELS, COCO_STAT_NAMES, evaluate_detector
+    from centernet.pipeline import Detector
+
+    annotations = load_annotations(args.ann)
+    if not annotations.images:
+        raise CenterNetError(f"{args.ann} lists no images")
+    detector = Detector(
+        args.model,
+        engine=args.engine,
+        threshold=0.0,
+        max_dets=100,
+        batch_size=args.batch,
+        keep_res=args.keep_res,
+        options=engine_options(args),
+        max_pixels=args.max_pixels,
+    )
+    count = min(args.limit or len(annotations.images), len(annotations.images))
+    outcome = evaluate_detector(
+        detector,
+        annotations,
+        args.images,
+        args.limit,
+        progress=lambda stream: progress(stream, count, "eval"),
+    )
+    for source, reason in outcome.failures:
+        print(f"centernet: skipped {source}: {reason}", file=sys.stderr)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "detections.json").write_text(json.dumps(outcome.results))
+    report = {
+        "model": str(args.model),
+        "precision": detector.spec.precision,
+        "engine": detector.engine.name,
+        "annotations": str(args.ann),
+        "images": outcome.images,
+        "failed": len(outcome.failures),
+        "seconds": outcome.seconds,
+        "metrics": outcome.stats,
+    }
+    (out / "metrics.json").write_text(json.dumps(report, indent=2))
+    stats = outcome.stats
+    for name, label in zip(COCO_STAT_NAMES, COCO_STAT_LABELS):
+        print(f"{label:<50} = {stats[name]:.3f}")
+    print(
+        f"evaluated {outcome.images - len(outcome.failures)} of {outcome.images} images "
+        f"in {outcome.seconds:.1f} s; AP {stats['AP']:.3f} AP50 {stats['AP50']:.3f}; "
+        f"wrote {out / 'metrics.json'}"
+    )
+    return EXIT_SOME_FAILED if outcome.failures else EXIT_OK

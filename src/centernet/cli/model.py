@@ -1,0 +1,168 @@
+"""Making models: ``export`` (checkpoint -> ONNX) and ``build`` (fp32/fp16/int8 builds)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from centernet.cli.common import EXIT_OK, AddCommand, StageBars, input_size, positive_int
+from centernet.errors import CenterNetError
+
+
+def register(add_command: AddCommand) -> None:
+    """Adds ``export`` and ``build``."""
+    add_export(add_command)
+    add_build(add_command)
+
+
+def add_export(add_command: AddCommand) -> None:
+    """The ``export`` subcommand's arguments."""
+    p = add_command("export", help="checkpoint -> ONNX with sigmoid + heatmap max-pool")
+    p.add_argument("checkpoint", nargs="?", help="original CenterNet .pth (or our own)")
+    p.add_argument("-o", "--output", required=True, help="the .onnx file to write")
+    p.add_argument(
+        "--arch",
+        default=None,
+        help="architecture (default: stored in or inferred from the checkpoint)",
+    )
+    p.add_argument(
+        "--input-size",
+        type=input_size,
+        default=None,
+        help="512 or HxW (default: the size stored in the checkpoint, else 512)",
+    )
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--batch", type=positive_int, default=1, help="static batch size")
+    group.add_argument("--dynamic-batch", action="store_true", help="free batch dimension")
+    p.add_argument("--dynamic-size", action="store_true", help="free H and W (for --keep-res)")
+    p.add_argument(
+        "--topk-in-graph",
+        action="store_true",
+        help="end the graph in top-K boxes/scores/classes instead of the maps",
+    )
+    p.add_argument("--classes", default=None, help="class names, one per line")
+    p.add_argument("--opset", type=int, default=17, help="ONNX opset (DCN models use 19)")
+    p.add_argument("--no-verify", action="store_true", help="skip the ONNX Runtime check")
+    p.add_argument(
+        "--random-init",
+        action="store_true",
+        help="no checkpoint: export untrained weights (to try the tool)",
+    )
+    p.add_argument("--num-classes", type=positive_int, default=80, help="with --random-init")
+    p.add_argument("--seed", type=int, default=0, help="with --random-init")
+    p.set_defaults(func=cmd_export)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    try:
+        import torch
+    except ImportError:
+        from centernet.errors import MissingDependencyError
+
+        raise MissingDependencyError("torch", "torch") from None
+    from centernet.export import ExportConfig, export_onnx
+    from centernet.models import DEFAULT_ARCH, create_model, settle_batchnorm
+    from centernet.models.checkpoint import LoadedCheckpoint, load_checkpoint
+    from centernet.types import DEFAULT_INPUT_SIZE
+
+    if args.checkpoint is None:
+        if not args.random_init:
+            raise CenterNetError("give a checkpoint, or --random-init for untrained weights")
+        torch.manual_seed(args.seed)
+        arch = args.arch or DEFAULT_ARCH
+        size = args.input_size or DEFAULT_INPUT_SIZE
+        network = settle_batchnorm(create_model(arch, args.num_classes), size)
+        loaded = LoadedCheckpoint(network, arch, args.num_classes)
+        extra = {"weights": "random initialisation: not trained, detections are meaningless"}
+    else:
+        loaded = load_checkpoint(args.checkpoint, args.arch)
+        extra = {"checkpoint": Path(args.checkpoint).name}
+    spec = loaded.model_spec(args.input_size, args.classes, extra=extra)
+    arch, network, num_classes = loaded.arch, loaded.model, loaded.num_classes
+    arch_inferred = loaded.arch_source == "inferred"
+    config = ExportConfig(
+        batch=args.batch,
+        dynamic_batch=args.dynamic_batch,
+        dynamic_size=args.dynamic_size,
+        opset=args.opset,
+        output_mode="topk" if args.topk_in_graph else "maps",
+        verify=not args.no_verify,
+    )
+    result = export_onnx(network, args.output, spec, config)
+    size_mb = result.path.stat().st_size / 1e6
+    batch = "N" if config.dynamic_batch else str(config.batch)
+    hw = "HxW" if config.dynamic_size else f"{spec.input_size[0]}x{spec.input_size[1]}"
+    key = "scores" if config.output_mode == "topk" else "hm"
+    check = f", {result.check.summary(key)}" if result.check else ", not verified"
+    print(
+        f"wrote {result.path}: {arch}, {num_classes} classes, input {batch}x3x{hw}, "
+        f"opset {result.opset}, {size_mb:.1f} MB{check}, {result.seconds:.1f} s"
+    )
+    if arch_inferred:
+        print(f"note: architecture {arch} inferred from the checkpoint's keys (--arch to choose)")
+    if "weights" in extra:
+        print("note: random weights - this model is for trying the tool, not for detecting")
+    return EXIT_OK
+
+
+def add_build(add_command: AddCommand) -> None:
+    """The ``build`` subcommand's arguments."""
+    p = add_command("build", help="fp32 / fp16 / int8 / int8-mixed build of an export")
+    p.add_argument("model", help="the fp32 .onnx from `centernet export`")
+    p.add_argument("-o", "--output", required=True, help="the .onnx to write (not the input)")
+    p.add_argument("--precision", required=True, choices=("fp32", "fp16", "int8", "int8-mixed"))
+    p.add_argument("--calib-images", default=None, help="folder of calibration images (int8)")
+    p.add_argument("--calib-count", type=positive_int, default=100, help="images to calibrate on")
+    p.add_argument(
+        "--calib-method",
+        default="minmax",
+        choices=("minmax", "percentile", "entropy"),
+        help="how activation ranges are chosen from the calibration images",
+    )
+    p.add_argument(
+        "--mixed-max-layers",
+        type=int,
+        default=6,
+        help="int8-mixed: most convolutions kept float besides the heads",
+    )
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--batch", type=positive_int, default=None, help="static batch size")
+    group.add_argument("--dynamic-batch", action="store_true", help="free batch dimension")
+    p.set_defaults(func=cmd_build)
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from centernet.quantize import BuildConfig, CalibrationConfig, build
+
+    calibration = None
+    if args.calib_images:
+        calibration = CalibrationConfig(args.calib_images, args.calib_count, args.calib_method)
+    config = BuildConfig(
+        precision=args.precision,
+        calibration=calibration,
+        batch=args.batch,
+        dynamic_batch=args.dynamic_batch,
+        mixed_max_layers=args.mixed_max_layers,
+    )
+    with StageBars() as bars:
+        result = build(args.model, args.output, config, progress=bars)
+    spec = result.spec
+    batch = "dynamic" if spec.dynamic_batch else spec.batch
+    summary = (
+        f"wrote {result.path}: {spec.precision}, batch {batch}, "
+        f"{result.size_bytes / 1e6:.1f} MB, {result.seconds:.1f} s"
+    )
+    if spec.precision.startswith("int8"):
+        calib = spec.extra["calibration"]
+        summary += (
+            f"; {result.nodes_quantized} of {result.nodes_total} convolutions int8, "
+            f"{len(result.kept)} kept float; "
+            f"calibrated on {calib['count']} images ({calib['method']})"
+        )
+    print(summary)
+    for kept in result.kept:
+        print(f"  float: {kept.node}: {kept.reason}")
+    for skipped in result.skipped_images:
+        print(f"centernet: calibration skipped {skipped}", file=sys.stderr)
+    return EXIT_OK
