@@ -57,9 +57,9 @@ def ov_engine(model: str, pinning: bool | None):
 class NicedDetector(Detector):
     """Reader and decoder threads lower their own priority (Linux: per-thread nice)."""
 
-    def _prepare(self, *args, **kwargs):
+    def prepare(self, *args, **kwargs):
         _nice_this_thread()
-        return super()._prepare(*args, **kwargs)
+        return super().prepare(*args, **kwargs)
 
     def _decode(self, *args, **kwargs):
         _nice_this_thread()

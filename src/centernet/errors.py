@@ -22,6 +22,10 @@ class ImageReadError(CenterNetError):
         self.reason = reason
 
 
+class ImageTooLargeError(ImageReadError):
+    """An image whose header declares more pixels than the limit; refused before decoding."""
+
+
 class MissingDependencyError(CenterNetError):
     """An optional extra (torch, openvino, pycocotools) is not installed."""
 

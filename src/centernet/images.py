@@ -13,7 +13,7 @@ import cv2
 import imagesize
 import numpy as np
 
-from centernet.errors import CenterNetError, ImageReadError
+from centernet.errors import CenterNetError, ImageReadError, ImageTooLargeError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 _JPEG_SOI = b"\xff\xd8"
@@ -114,7 +114,7 @@ def decode_image(
         raise ImageReadError(name, "empty file")
     size = declared_size(data) if max_pixels else None
     if size and size[0] * size[1] > max_pixels:
-        raise ImageReadError(
+        raise ImageTooLargeError(
             name,
             f"declares {size[0]}x{size[1]} pixels ({size[0] * size[1] / 1e6:.0f} Mpx), over the "
             f"{max_pixels / 1e6:g} Mpx limit (--max-pixels)",

@@ -35,7 +35,8 @@ from centernet.preprocess import PreprocessConfig, keep_res_pad, preprocess_into
 from centernet.profiling import NO_PROFILE, Clock, StageProfile
 from centernet.types import Detections, Letterbox, ModelSpec
 
-ImageSource = str | Path | np.ndarray
+#: A file path, a decoded image (BGR, grey or BGRA array), or an encoded file in memory.
+ImageSource = str | Path | np.ndarray | bytes
 
 
 @dataclass
@@ -43,10 +44,12 @@ class DetectionResult:
     """One input's outcome: detections, or the reason it could not be read."""
 
     index: int
-    source: str  # the path, or "<array i>" for an in-memory image
+    source: str  # the path, or "<array i>" / "<bytes i>" for an in-memory image
     detections: Detections | None = None
     image: np.ndarray | None = None  # the decoded BGR image (for drawing), when read
     error: str | None = None
+    # what was wrong, for fronts that answer differently per kind (a server: 413 vs 400)
+    exception: Exception | None = field(default=None, repr=False)
 
     @property
     def ok(self) -> bool:
@@ -54,7 +57,7 @@ class DetectionResult:
 
 
 @dataclass
-class _Prepared:
+class PreparedImage:
     """A read and pre-processed image waiting for the engine (or its failure)."""
 
     result: DetectionResult
@@ -122,7 +125,7 @@ class Detector:
     def __call__(
         self, images: ImageSource | Sequence[ImageSource]
     ) -> Detections | list[Detections]:
-        single = isinstance(images, (str, Path, np.ndarray))
+        single = isinstance(images, (str, Path, np.ndarray, bytes))
         results = list(self.stream([images] if single else images))  # type: ignore[list-item]
         for result in results:
             if not result.ok:
@@ -201,8 +204,8 @@ class Detector:
         """The batching thread: prepared images in input order -> batches for the engine,
         each with the inputs (failures included) to hand on once it has run."""
         try:
-            pending: list[_Prepared] = []  # every input since the last unit, in order
-            members: list[_Prepared] = []  # the readable ones among them: the batch rows
+            pending: list[PreparedImage] = []  # every input since the last unit, in order
+            members: list[PreparedImage] = []  # the readable ones among them: the batch rows
             for future in self._read_ahead(readers, sources, stop, clock):
                 with clock.timed("wait for input"):
                     item = future.result()
@@ -222,10 +225,17 @@ class Detector:
         except BaseException as exc:  # the caller re-raises it in its own thread
             _put(units, exc, stop)
 
-    def _unit(self, members: list[_Prepared], items: list[_Prepared], clock: Clock) -> _Unit:
+    def _unit(
+        self, members: list[PreparedImage], items: list[PreparedImage], clock: Clock
+    ) -> _Unit:
         """A batch of ``members`` (padded to a static batch size) and the inputs to hand on."""
         if not members:
             return _Unit(None, [], list(items))
+        return _Unit(self.make_batch(members, clock), list(members), list(items))
+
+    def make_batch(self, members: Sequence[PreparedImage], clock: Clock = NO_PROFILE) -> np.ndarray:
+        """The engine's input for ``members``: their tensors stacked, padded with zero rows
+        to the engine's static batch size. Frees each member's tensor (the batch holds it)."""
         rows = self.engine.batch_size or len(members)
         first = members[0].tensor
         assert first is not None
@@ -238,8 +248,8 @@ class Detector:
                     batch[row] = item.tensor
                 batch[len(members) :] = 0.0  # padding rows of a static batch
             for item in members:
-                item.tensor = None  # free it: the batch holds the pixels now
-        return _Unit(batch, list(members), list(items))
+                item.tensor = None
+        return batch
 
     def _run_engine(
         self,
@@ -284,7 +294,7 @@ class Detector:
             for index, source in enumerate(sources):
                 if stop.is_set():
                     return
-                in_flight.append(pool.submit(self._prepare, index, source, clock))
+                in_flight.append(pool.submit(self.prepare, index=index, source=source, clock=clock))
                 if len(in_flight) >= self.prefetch:
                     yield in_flight.popleft()
             while in_flight and not stop.is_set():
@@ -293,37 +303,61 @@ class Detector:
             for future in in_flight:
                 future.cancel()
 
-    def _prepare(self, index: int, source: ImageSource, clock: Clock = NO_PROFILE) -> _Prepared:
-        """Read (or convert) and pre-process one image; failures become an error result."""
-        name = f"<array {index}>" if isinstance(source, np.ndarray) else str(source)
+    def prepare(
+        self,
+        source: ImageSource,
+        index: int = 0,
+        clock: Clock = NO_PROFILE,
+        name: str | None = None,
+    ) -> PreparedImage:
+        """Read (or convert) and pre-process one image: the first stage of every front.
+
+        Never raises for a bad image: the failure is in the result (reason and exception).
+        ``name`` labels an in-memory source in messages (default "<array i>"/"<bytes i>").
+        """
+        if name is None:
+            kind = "array" if isinstance(source, np.ndarray) else "bytes"
+            name = str(source) if isinstance(source, (str, Path)) else f"<{kind} {index}>"
         result = DetectionResult(index, name)
         try:
             if isinstance(source, np.ndarray):
                 result.image = to_bgr8(source)
             else:
-                with clock.timed("read file"):
-                    data = read_file(source)
+                if isinstance(source, bytes):
+                    data = source
+                else:
+                    with clock.timed("read file"):
+                        data = read_file(source)
                 with clock.timed("decode image"):
                     result.image = decode_image(data, name, self.max_pixels)
         except ImageReadError as exc:
-            result.error = exc.reason
-            return _Prepared(result)
+            result.error, result.exception = exc.reason, exc
+            return PreparedImage(result)
         except ValueError as exc:
-            result.error = str(exc)
-            return _Prepared(result)
+            result.error, result.exception = str(exc), exc
+            return PreparedImage(result)
         with clock.timed("pre-process"):
             tensor, box = preprocess_into(result.image, self.preprocess_config)
-        return _Prepared(result, tensor, box)
+        return PreparedImage(result, tensor, box)
+
+    def decode(
+        self,
+        outputs: dict[str, np.ndarray],
+        boxes: Sequence[Letterbox],
+        config: PostprocessConfig | None = None,
+    ) -> list[Detections]:
+        """The engine's outputs for the first ``len(boxes)`` rows -> Detections per image,
+        with this detector's threshold and max_dets unless ``config`` says otherwise."""
+        return postprocess(outputs, list(boxes), config or self.postprocess_config)
 
     def _decode(
         self,
         outputs: dict[str, np.ndarray],
-        items: list[_Prepared],
+        items: list[PreparedImage],
         clock: Clock = NO_PROFILE,
     ) -> None:
         with clock.timed("post-process"):
-            boxes = [item.box for item in items]
-            decoded = postprocess(outputs, boxes, self.postprocess_config)
+            decoded = self.decode(outputs, [item.box for item in items])
         for item, detections in zip(items, decoded):
             item.result.detections = detections
 
@@ -334,8 +368,8 @@ class _Unit:
     there are only failures) and every input since the last unit, to hand on in order."""
 
     batch: np.ndarray | None
-    members: list[_Prepared]
-    items: list[_Prepared]
+    members: list[PreparedImage]
+    items: list[PreparedImage]
 
 
 _END = object()  # the last word of a stage: every input has been handed on

@@ -62,13 +62,13 @@ def test_reading_overlaps_the_engine(tiny_onnx_dynamic, photo_paths):
     engine = SlowEngine(detector.engine, delay=0.2)
     detector.engine = engine
     started, seen = time.perf_counter(), []
-    original = detector._prepare
+    original = detector.prepare
 
-    def timed_prepare(index, source, *rest):
+    def timed_prepare(source, index=0, **rest):
         seen.append((index, time.perf_counter() - started, threading.current_thread().name))
-        return original(index, source, *rest)
+        return original(source, index, **rest)
 
-    detector._prepare = timed_prepare
+    detector.prepare = timed_prepare
     list(detector.stream([str(p) for p in photo_paths]))
     # image 3 was being read before the engine finished image 0 (0.2 s in)
     assert [i for i, t, _ in seen if t < 0.2] == [0, 1, 2, 3]
