@@ -15,11 +15,11 @@ import sys
 from collections.abc import Sequence
 
 from centernet import __version__
-from centernet.cli import data, detect, measure, model
+from centernet.cli import data, detect, measure, model, serve
 from centernet.cli.common import EXIT_ERROR
 from centernet.errors import CenterNetError
 
-COMMAND_MODULES = (model, detect, measure, data)
+COMMAND_MODULES = (model, detect, measure, serve, data)
 
 
 class _HelpFormatter(argparse.HelpFormatter):

@@ -1,0 +1,192 @@
+"""Serving: ``serve`` (the HTTP detection server) and ``loadtest`` (a bounded load
+generator that reads the server's batch sizes from its metrics)."""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import json
+import sys
+from pathlib import Path
+
+from centernet.cli.common import (
+    EXIT_OK,
+    EXIT_SOME_FAILED,
+    AddCommand,
+    add_runtime_args,
+    batches,
+    engine_options,
+    positive_int,
+)
+from centernet.errors import CenterNetError, MissingDependencyError
+
+
+def register(add_command: AddCommand) -> None:
+    """Adds ``serve`` and ``loadtest``."""
+    add_serve(add_command)
+    add_loadtest(add_command)
+
+
+def add_serve(add_command: AddCommand) -> None:
+    p = add_command("serve", help="HTTP server: /v1/detect, Open Inference Protocol v2, /metrics")
+    p.add_argument("model", help=".onnx export or build, or .pth checkpoint")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (loopback unless told)")
+    p.add_argument("--port", type=int, default=8000, help="port; 0 picks a free one")
+    p.add_argument("--name", default=None, help="model name in v2 routes (default: file stem)")
+    p.add_argument("--max-batch", type=positive_int, default=8, help="images per engine call")
+    p.add_argument(
+        "--max-delay-ms", type=float, default=5.0, help="longest wait for a batch to fill"
+    )
+    p.add_argument("--max-queue", type=positive_int, default=64, help="images waiting; beyond: 503")
+    p.add_argument("--timeout-s", type=float, default=30.0, help="per request; beyond: 504")
+    p.add_argument("--max-body-mb", type=float, default=20.0, help="request body; beyond: 413")
+    p.add_argument(
+        "--max-pixels", type=positive_int, default=40_000_000, help="per image; beyond: 413"
+    )
+    p.add_argument(
+        "--threshold", type=float, default=0.3, help="default of the threshold parameter"
+    )
+    p.add_argument(
+        "--readers", type=positive_int, default=2, help="threads decoding request images"
+    )
+    p.add_argument("--access-log", action="store_true", help="log every request")
+    add_runtime_args(p)
+    p.set_defaults(func=cmd_serve)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    try:
+        import fastapi  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError:
+        raise MissingDependencyError("fastapi and uvicorn", "serve") from None
+    from centernet.serve.config import BatchSettings, Limits, ServeConfig
+    from centernet.serve.server import bind, serve, url_of
+    from centernet.serve.service import DetectionService
+
+    if args.max_delay_ms < 0 or args.timeout_s <= 0 or args.max_body_mb <= 0:
+        raise CenterNetError("--max-delay-ms must be >= 0, --timeout-s and --max-body-mb > 0")
+    config = ServeConfig(
+        model=args.model,
+        name=args.name,
+        engine=args.engine,
+        options=engine_options(args),
+        batching=BatchSettings(args.max_batch, args.max_delay_ms / 1e3, args.max_queue),
+        limits=Limits(
+            max_body_bytes=int(args.max_body_mb * 2**20),
+            max_pixels=args.max_pixels,
+            timeout_s=args.timeout_s,
+            max_images=args.max_queue,
+        ),
+        readers=args.readers,
+        threshold=args.threshold,
+    )
+    print(f"centernet: loading {args.model}", file=sys.stderr)
+    service = DetectionService(config)
+    sock = bind(args.host, args.port)
+    url = url_of(sock)
+    if not _is_loopback(args.host):
+        print(
+            f"centernet: note: listening on {args.host}, reachable from other machines; the "
+            "server has no authentication (put it behind a proxy that has)",
+            file=sys.stderr,
+        )
+
+    def ready() -> None:
+        batch = service.batcher.max_batch
+        print(
+            f"centernet: serving {service.name!r} ({service.engine_name}, batch <= {batch}, "
+            f"max delay {args.max_delay_ms:g} ms) on {url}",
+            flush=True,
+        )
+
+    stopped_by = serve(
+        service, sock, on_ready=ready, log_level="info" if args.access_log else "warning",
+        access_log=args.access_log,
+    )  # fmt: skip
+    reason = f"{stopped_by}: " if stopped_by else ""
+    print(f"centernet: {reason}stopped; every accepted request was answered", file=sys.stderr)
+    return EXIT_OK
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def add_loadtest(add_command: AddCommand) -> None:
+    p = add_command("loadtest", help="load a running server; images/s, latency, batch size")
+    p.add_argument(
+        "url", nargs="?", default="http://127.0.0.1:8000", help="the server (loopback default)"
+    )
+    p.add_argument("--images", required=True, help="folder (or files, comma-separated) to send")
+    p.add_argument(
+        "--concurrency", type=batches, default=[1, 4, 16], help="clients at once, e.g. 1,4,16"
+    )
+    p.add_argument(
+        "--requests", type=positive_int, default=200, help="requests per concurrency level"
+    )
+    p.add_argument(
+        "--duration-s", type=float, default=60.0, help="longest time per concurrency level"
+    )
+    p.add_argument("--warmup", type=int, default=8, help="requests sent first, not measured")
+    p.add_argument("--threshold", type=float, default=None, help="the server's default if unset")
+    p.add_argument("--json", default=None, help="also write the results here")
+    p.set_defaults(func=cmd_loadtest)
+
+
+def cmd_loadtest(args: argparse.Namespace) -> int:
+    from centernet.images import collect_image_paths
+    from centernet.serve.loadtest import LoadSettings, load_uploads, run_load
+
+    found = collect_image_paths(args.images.split(","))
+    paths = [p for p in found.paths if Path(p).is_file()]
+    if not paths:
+        raise CenterNetError(f"no images in {args.images}")
+    uploads = load_uploads(paths)
+    if args.warmup > 0:
+        run_load(args.url, uploads, LoadSettings(concurrency=1, requests=args.warmup))
+    rows, failed = [], False
+    header = (
+        f"{'clients':>7} {'requests':>8} {'ok':>6} {'images/s':>9} {'p50 ms':>8} {'p90 ms':>8} "
+        f"{'p99 ms':>8} {'batch':>6}  errors"
+    )
+    print(f"load test of {args.url}: {len(uploads)} images, at most {args.requests} requests "
+          f"and {args.duration_s:g} s per level")  # fmt: skip
+    print(header)
+    for concurrency in args.concurrency:
+        settings = LoadSettings(
+            concurrency=concurrency,
+            requests=args.requests,
+            duration_s=args.duration_s,
+            threshold=args.threshold,
+        )
+        result = run_load(args.url, uploads, settings)
+        errors = ", ".join(f"{k}: {v}" for k, v in sorted(result.failures.items(), key=str))
+        batch = "-" if result.mean_batch_size is None else f"{result.mean_batch_size:.2f}"
+        print(
+            f"{concurrency:>7} {result.sent:>8} {result.ok:>6} {result.images_per_s:>9.2f} "
+            f"{result.latency_ms(50):>8.1f} {result.latency_ms(90):>8.1f} "
+            f"{result.latency_ms(99):>8.1f} {batch:>6}  {errors or 'none'}",
+            flush=True,
+        )
+        failed |= bool(result.failures)
+        rows.append(
+            {
+                "concurrency": concurrency,
+                "requests": result.sent,
+                "ok": result.ok,
+                "images_per_s": result.images_per_s,
+                "latency_ms": {p: result.latency_ms(p) for p in (50, 90, 99)},
+                "mean_batch_size": result.mean_batch_size,
+                "failures": {str(k): v for k, v in result.failures.items()},
+                "wall_s": result.wall_s,
+            }
+        )
+    if args.json:
+        Path(args.json).write_text(json.dumps({"url": args.url, "levels": rows}, indent=2))
+    return EXIT_SOME_FAILED if failed else EXIT_OK

@@ -1,0 +1,17 @@
+"""The HTTP front: ``centernet serve``.
+
+A new front over the Detector's stages, not a second pipeline: requests are decoded and
+pre-processed by ``Detector.prepare``, batched across clients by ``batcher.py``, run on the
+Detector's engine and decoded by ``Detector.decode``. Modules:
+
+- ``config.py``   ServeConfig: model, limits, batching (no web framework needed)
+- ``service.py``  DetectionService: images in, per-image results out; admission, timeouts
+- ``batcher.py``  DynamicBatcher: up to max-batch images, at most max-delay of waiting
+- ``oip.py``      the Open Inference Protocol (KServe v2) request/response codec
+- ``metrics.py``  Prometheus metrics of one server
+- ``app.py``      routes (FastAPI), limits, JSON errors
+- ``server.py``   uvicorn on a bound socket; SIGTERM drains in-flight requests
+- ``loadtest.py`` a bounded HTTP load generator (standard library only)
+
+Importing this package imports nothing heavy; the web framework is the ``serve`` extra.
+"""

@@ -1,0 +1,53 @@
+"""Settings of one server: the model, batching and the limits every request is held to."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from centernet.engines import EngineOptions
+from centernet.errors import CenterNetError
+
+
+@dataclass(frozen=True)
+class BatchSettings:
+    """Dynamic batching as Triton and Ray Serve do it."""
+
+    max_batch: int = 8  # images per engine call (a static-batch build: its own batch)
+    max_delay_s: float = 0.005  # the first image of a batch waits at most this for others
+    max_queue: int = 64  # images admitted and not yet running; beyond it: 503 at once
+
+    def __post_init__(self) -> None:
+        if self.max_batch < 1 or self.max_queue < 1 or self.max_delay_s < 0:
+            raise CenterNetError(
+                "--max-batch and --max-queue must be at least 1 and --max-delay-ms at least 0"
+            )
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What a request may ask for; beyond them it gets 413, 504 or 400, never a crash."""
+
+    max_body_bytes: int = 20 * 1024 * 1024
+    max_pixels: int = 40_000_000  # per image, as its header declares, before decoding
+    timeout_s: float = 30.0  # arrival to answer
+    max_images: int = 64  # images in one v2 request (at most the queue)
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """One model behind one HTTP server."""
+
+    model: str | Path
+    name: str | None = None  # the v2 model name; default the model file's stem
+    engine: str = "auto"
+    options: EngineOptions = field(default_factory=EngineOptions)
+    batching: BatchSettings = field(default_factory=BatchSettings)
+    limits: Limits = field(default_factory=Limits)
+    readers: int = 2  # threads that decode and pre-process requests' images
+    threshold: float = 0.3  # default of the `threshold` request parameter
+    max_dets: int = 100  # default of the `max_dets` request parameter
+
+    @property
+    def model_name(self) -> str:
+        return self.name or Path(self.model).stem
