@@ -1,4 +1,5 @@
 """A CenterNet ONNX file: its input/output names and the ModelSpec in its metadata.
+(``read_file_spec`` also reads an OpenVINO IR's, through ``openvino_ir.py``.)
 
 Torch-free on purpose: the ONNX Runtime and OpenVINO engines and ``centernet build`` read
 model files without importing torch (``export.py``, which writes them, needs it). Engines
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
 from centernet.errors import ModelFileError
+from centernet.openvino_ir import is_ir, read_ir_spec
 from centernet.types import ModelSpec
 
 if TYPE_CHECKING:
@@ -65,13 +67,16 @@ def load_centernet_onnx(path: str | Path) -> tuple[onnx.ModelProto, ModelSpec]:
 
 
 def read_file_spec(path: str | Path) -> ModelSpec:
-    """The ModelSpec of a model file, read without parsing its graph.
+    """The ModelSpec of a model file (ONNX, or an OpenVINO IR ``.xml``), read without
+    parsing its graph.
 
     Engines call this at start-up: it seeks past the weights (tens of MB) instead of
     parsing them, and needs no ``onnx`` import. Anything it cannot read goes through
     ``load_centernet_onnx``, which gives the precise error.
     """
     path = Path(path)
+    if is_ir(path):
+        return read_ir_spec(path)
     try:
         with path.open("rb") as f:
             props = _metadata_props(f, path.stat().st_size)

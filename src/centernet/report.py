@@ -239,12 +239,13 @@ def make_report(
 
 
 def _input_size_of(models: list[str | Path]) -> tuple[int, int] | None:
-    """The fix_res input size of the first ONNX model: the baseline must run at it too."""
-    from centernet.modelfile import load_centernet_onnx
+    """The fix_res input size of the first ONNX or OpenVINO IR model: the baseline must run
+    at it too."""
+    from centernet.modelfile import read_file_spec
 
     for model in models:
-        if Path(model).suffix == ".onnx":
-            return tuple(load_centernet_onnx(model)[1].input_size)  # type: ignore[return-value]
+        if Path(model).suffix in (".onnx", ".xml"):
+            return tuple(read_file_spec(model).input_size)  # type: ignore[return-value]
     return None  # the checkpoint's own
 
 

@@ -97,7 +97,7 @@ def add_runtime_args(parser: argparse.ArgumentParser) -> None:
         "--engine",
         default="auto",
         choices=ENGINES,
-        help="auto: torch for .pth, onnxruntime for .onnx",
+        help="auto: torch for .pth, onnxruntime for .onnx, openvino for an OpenVINO .xml",
     )
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="where it runs")
     parser.add_argument("--threads", type=positive_int, default=None, help="engine threads")

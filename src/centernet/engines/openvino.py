@@ -1,6 +1,10 @@
-"""OpenVINO engine (CPU): runs the fp32, fp16 and QDQ int8 ONNX builds directly.
+"""OpenVINO engine (CPU): runs the fp32, fp16 and QDQ int8 ONNX builds directly, and
+OpenVINO IR builds (``.xml`` + ``.bin``, e.g. NNCF int8 from ``quantize_openvino.py``).
 
-OpenVINO reads QDQ graphs and turns them into its own int8 kernels. The model is compiled
+OpenVINO reads QDQ graphs and turns them into its own int8 kernels. An IR carries its
+ModelSpec in its runtime info, read from the ``.xml``'s tail without OpenVINO
+(``modelfile.read_file_spec``); everything else is the same for both formats, bf16
+included. The model is compiled
 once, from its file, with the file's shapes: a dynamic-batch (or dynamic-size) export
 gives one compiled model for every batch size and keep_res size. Compiled blobs are kept
 in a cache folder; compiling from the file path lets a warm cache import the blob without
