@@ -3,16 +3,16 @@
 - fp16: weights and activations in float16, the graph's inputs and outputs kept float32.
 - int8: ONNX Runtime ``quantize_static`` in QDQ format, per-channel int8 weights, uint8
   activations calibrated on real images through the inference pre-processing
-  (minmax / percentile / entropy). The in-graph decode (the Sigmoid and everything after
-  it: the heatmap max-pool, and top-K when present) stays in float so that ``hm`` and
-  ``hm_max`` remain exactly comparable for peak finding; so do the 3-channel stem and
-  the ConvTranspose up-sampling, where int8 is slower than float on the CPU.
-- int8-mixed: int8, except the three heads and the convolutions that hurt most, kept in
-  float. "Hurt most" is measured, not guessed: on calibration images, the signal-to-
-  quantization-noise ratio (SQNR, dB) of every activation of the int8 model against the
-  float model; a convolution's cost is how much SQNR its output loses relative to its
-  input. The worst ones (above ``mixed_min_drop_db``, at most ``mixed_max_layers``) stay
-  in float.
+  (minmax, moving-average minmax, percentile, entropy). The last 1x1 convolution of each
+  head, its output (the hm/wh/reg logits: 8 bits there move peaks and box edges) and
+  everything after it (sigmoid, max-pool, top-K) stay float, with no Quantize/Dequantize
+  on the logits; the heads' 3x3 convolutions are int8. So do the 3-channel stem and the
+  ConvTranspose up-sampling stay float, where int8 is slower than float on the CPU.
+- int8-mixed: int8, plus the fewest extra float convolutions that bring the build within
+  ``max_drop`` of the float model, judged by the detections (``sensitivity.py``): each
+  candidate is made float alone in the QDQ graph (no re-calibration) and scored by the
+  COCO AP of its boxes against the float model's (or real annotations). The older rule
+  (heads float plus the worst per-layer SQNR losses) remains as ``mixed_search="sqnr"``.
 
 A QDQ model is portable: ONNX Runtime, OpenVINO and TensorRT all read it.
 """
@@ -31,10 +31,15 @@ from centernet.calibration import ImageCalibrationReader, calibration_paths
 from centernet.errors import CenterNetError
 from centernet.modelfile import INPUT_NAME, load_centernet_onnx, write_spec
 from centernet.progress import Progress
+from centernet.sensitivity import DetectionProbe, SearchConfig, SearchResult, search_float_layers
 from centernet.types import ModelSpec
 
 PRECISIONS = ("fp32", "fp16", "int8", "int8-mixed")
-CALIBRATION_METHODS = ("minmax", "percentile", "entropy")
+#: minmax: the extremes over all images; minmax-ma: their moving average over batches
+#: (ORT's CalibMovingAverage); percentile: the given percentile of |x|; entropy: the
+#: KL-divergence-minimising threshold over a histogram of ``bins`` bins.
+CALIBRATION_METHODS = ("minmax", "minmax-ma", "percentile", "entropy")
+MIXED_SEARCHES = ("task", "sqnr")
 HEADS = ("hm", "wh", "reg")
 
 
@@ -42,7 +47,19 @@ HEADS = ("hm", "wh", "reg")
 class CalibrationConfig:
     images: str
     count: int = 100
-    method: str = "minmax"
+    method: str = "minmax-ma"
+    percentile: float = 99.999  # percentile method
+    bins: int = 2048  # percentile and entropy histograms
+    annotations: str | None = None  # COCO instances.json of these images (--calib-ann)
+
+    def describe(self) -> dict:
+        """What the ModelSpec records about it."""
+        described: dict = {"images": Path(self.images).name, "method": self.method}
+        if self.method == "percentile":
+            described["percentile"] = self.percentile
+        if self.method in ("percentile", "entropy"):
+            described["bins"] = self.bins
+        return described
 
 
 @dataclass(frozen=True)
@@ -51,9 +68,15 @@ class BuildConfig:
     calibration: CalibrationConfig | None = None
     batch: int | None = None  # a static batch; None keeps the input model's
     dynamic_batch: bool = False
-    mixed_max_layers: int = 6  # int8-mixed: most extra convolutions kept in float
-    mixed_min_drop_db: float = 1.0  # int8-mixed: keep a conv whose SQNR drop exceeds this
-    mixed_probe_images: int = 8  # int8-mixed: images for the sensitivity measurement
+    mixed_search: str = "task"  # int8-mixed: "task" (by the boxes) or "sqnr" (older rule)
+    max_drop: float = 0.002  # task search: allowed AP drop against the float model
+    mixed_max_layers: int = 12  # int8-mixed: most extra convolutions kept in float
+    mixed_min_drop_db: float = 1.0  # sqnr search: keep a conv whose SQNR drop exceeds this
+    mixed_probe_images: int = 32  # images the layer search scores on (sqnr: first 8)
+    keep_float_layers: tuple[str, ...] = ()  # convolutions the user keeps float (by name)
+    # False quantizes the heads' last convolutions too (the logits in 8 bits): for
+    # comparison with builds made before this rule, not for use
+    head_outputs_float: bool = True
 
 
 @dataclass
@@ -72,6 +95,7 @@ class BuildResult:
     nodes_total: int = 0
     kept: list[KeptLayer] = field(default_factory=list)
     skipped_images: list[str] = field(default_factory=list)
+    search: SearchResult | None = None  # int8-mixed task search: what it measured
 
 
 # ---------------------------------------------------------------- graph helpers
@@ -142,6 +166,108 @@ def int8_conv_names(model: onnx.ModelProto) -> set[str]:
     return {n.name for n in conv_nodes(model) if n.input[1] in dequantized}
 
 
+def head_output_convs(model: onnx.ModelProto) -> list[str]:
+    """The last convolution of each head (per stack for Hourglass): the one whose output is
+    the hm/wh/reg logits."""
+    last: dict[str, str] = {}
+    for name in head_nodes(model):  # in graph order: the last one seen per head wins
+        last[name.split("/")[2]] = name  # "/network/hm/hm.2/Conv" -> "hm"
+    return list(last.values())
+
+
+def keep_float(
+    qdq: onnx.ModelProto, float_model: onnx.ModelProto, names: list[str] | tuple[str, ...]
+) -> onnx.ModelProto:
+    """A copy of a QDQ model in which the convolutions ``names`` compute in float.
+
+    Their weights and biases come back from the float model and their activation input is
+    taken from before its QuantizeLinear; the calibrated ranges of every other tensor stay
+    as they are, so no re-calibration is needed. Q/DQ nodes left unused are removed.
+    """
+    model = onnx.ModelProto()
+    model.CopyFrom(qdq)
+    wanted = set(names)
+    producers = {out: node for node in model.graph.node for out in node.output}
+    originals = {node.name: node for node in float_model.graph.node}
+    float_producers = {out: node for node in float_model.graph.node for out in node.output}
+    float_weights = {init.name: init for init in float_model.graph.initializer}
+    present = {init.name for init in model.graph.initializer}
+    produced = set(producers)
+    nodes: list[onnx.NodeProto] = []
+    for node in model.graph.node:
+        if node.name in wanted:
+            original = originals[node.name]
+            nodes += _float_activation(node, original, producers, float_producers, produced)
+            for slot in range(1, min(len(node.input), len(original.input))):
+                # the quantizer may have given a DequantizeLinear output the weight's own name
+                name = original.input[slot]
+                restored = f"{name}_float" if name in produced else name
+                node.input[slot] = restored
+                if restored not in present:
+                    weight = onnx.TensorProto()
+                    weight.CopyFrom(float_weights[name])
+                    weight.name = restored
+                    model.graph.initializer.append(weight)
+                    present.add(restored)
+        nodes.append(node)
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+    _drop_unused(model)
+    return model
+
+
+def _float_activation(
+    node: onnx.NodeProto,
+    original: onnx.NodeProto,
+    producers: dict[str, onnx.NodeProto],
+    float_producers: dict[str, onnx.NodeProto],
+    produced: set[str],
+) -> list[onnx.NodeProto]:
+    """Point ``node``'s activation input at the float tensor the float model feeds it.
+
+    The quantizer folds a Relu into the QuantizeLinear after it (zero point 0 clamps the
+    negatives) and gives the convolution before it the Relu's output name, so that name
+    can hold the values before the Relu: the Relu is then re-created for this input.
+    Returns the nodes to insert before ``node``.
+    """
+    wanted = original.input[0]
+    float_producer = float_producers.get(wanted)
+    producer = producers.get(wanted)
+    if wanted not in produced and wanted not in float_producers:
+        node.input[0] = wanted  # a graph input
+        return []
+    if producer is None:
+        return []  # no float tensor to read: the input stays quantized
+    if (
+        float_producer is not None
+        and float_producer.op_type == "Relu"
+        and producer.op_type != "Relu"
+    ):
+        restored = f"{wanted}_relu_float"
+        node.input[0] = restored
+        if restored in produced:
+            return []
+        produced.add(restored)
+        return [onnx.helper.make_node("Relu", [wanted], [restored], name=f"{restored}_node")]
+    node.input[0] = wanted
+    return []
+
+
+def _drop_unused(model: onnx.ModelProto) -> None:
+    """Remove nodes whose outputs nobody reads, then initializers nobody reads."""
+    graph_outputs = {o.name for o in model.graph.output}
+    while True:
+        used = {i for node in model.graph.node for i in node.input} | graph_outputs
+        dead = [n for n in model.graph.node if not any(o in used for o in n.output)]
+        if not dead:
+            break
+        for node in dead:
+            model.graph.node.remove(node)
+    used = {i for node in model.graph.node for i in node.input}
+    for init in [i for i in model.graph.initializer if i.name not in used]:
+        model.graph.initializer.remove(init)
+
+
 # ---------------------------------------------------------------- fp16
 
 
@@ -162,44 +288,54 @@ def to_fp16(model: onnx.ModelProto) -> onnx.ModelProto:
 # ---------------------------------------------------------------- int8
 
 
-def _calibrate_method(name: str):
+def _calibration_options(calib: CalibrationConfig) -> tuple[object, dict]:
+    """ORT's calibrate_method and the extra_options that tune it."""
     from onnxruntime.quantization import CalibrationMethod
 
-    return {
-        "minmax": CalibrationMethod.MinMax,
-        "percentile": CalibrationMethod.Percentile,
-        "entropy": CalibrationMethod.Entropy,
-    }[name]
+    if calib.method == "percentile":
+        options = {"CalibPercentile": calib.percentile, "CalibNumBins": calib.bins}
+        return CalibrationMethod.Percentile, options
+    if calib.method == "entropy":
+        options = {"CalibNumBins": calib.bins, "CalibNumQuantizedBins": 128}
+        return CalibrationMethod.Entropy, options
+    return CalibrationMethod.MinMax, {"CalibMovingAverage": calib.method == "minmax-ma"}
+
+
+def prepare_for_quantization(float_path: Path, out_path: Path) -> onnx.ModelProto:
+    """ORT's pre-processing (shape inference, graph clean-up) of the float model; the QDQ
+    graph keeps its node and weight names, so it is the float reference for ``keep_float``."""
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    quant_pre_process(str(float_path), str(out_path), skip_symbolic_shape=True)
+    return onnx.load(str(out_path))
 
 
 def quantize_qdq(
-    float_path: Path,
+    prepared_path: Path,
     out_path: Path,
     reader: ImageCalibrationReader,
-    method: str,
+    calib: CalibrationConfig,
     exclude: list[str],
 ) -> None:
-    """Static QDQ quantization with ONNX Runtime's tools (pre-processed graph)."""
+    """Static QDQ quantization with ONNX Runtime's tools, of a prepared float graph; the
+    decode (Sigmoid and after) is always excluded."""
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
-    from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    prepared = out_path.with_suffix(".prep.onnx")
-    quant_pre_process(str(float_path), str(prepared), skip_symbolic_shape=True)
-    decode = decode_nodes(onnx.load(str(prepared)))
+    decode = decode_nodes(onnx.load(str(prepared_path)))
+    method, options = _calibration_options(calib)
     reader.rewind()
     quantize_static(
-        str(prepared),
+        str(prepared_path),
         str(out_path),
         reader,
         quant_format=QuantFormat.QDQ,
         per_channel=True,
         activation_type=QuantType.QUInt8,
         weight_type=QuantType.QInt8,
-        calibrate_method=_calibrate_method(method),
+        calibrate_method=method,
         nodes_to_exclude=[*exclude, *decode],
-        extra_options={"CalibMovingAverage": method == "minmax"},
+        extra_options=options,
     )
-    prepared.unlink(missing_ok=True)
 
 
 def activation_sqnr(
@@ -248,17 +384,24 @@ def build(
     output_path: str | Path,
     config: BuildConfig,
     progress: Progress | None = None,
+    search: SearchConfig | None = None,
 ) -> BuildResult:
     """Write ``output_path``: the model of ``input_path`` at ``config.precision``.
 
     Every input (model, precision, calibration folder) is checked before anything is
-    written. ``progress`` hears each stage of an int8 build, image by image.
+    written. ``progress`` hears each stage of an int8 build, image by image. ``search``
+    tunes the int8-mixed layer search (default: from ``config``).
     """
     started = time.perf_counter()
     input_path, output_path = Path(input_path), Path(output_path)
     if config.precision not in PRECISIONS:
         raise CenterNetError(
             f"unknown precision {config.precision!r}; choose from {', '.join(PRECISIONS)}"
+        )
+    if config.mixed_search not in MIXED_SEARCHES:
+        raise CenterNetError(
+            f"unknown int8-mixed search {config.mixed_search!r}; "
+            f"choose from {', '.join(MIXED_SEARCHES)}"
         )
     if output_path.resolve() == input_path.resolve():
         raise CenterNetError(
@@ -277,21 +420,9 @@ def build(
     reader_batch = 1 if spec.dynamic_batch else int(spec.batch)
     paths: list[Path] = []
     if int8:
-        if calib is None:
-            raise CenterNetError(
-                f"{config.precision} needs calibration images (--calib-images DIR)"
-            )
-        if calib.method not in CALIBRATION_METHODS:
-            raise CenterNetError(
-                f"unknown calibration method {calib.method!r}; "
-                f"choose from {', '.join(CALIBRATION_METHODS)}"
-            )
-        paths = calibration_paths(calib.images, calib.count, reader_batch)
+        paths = _check_calibration(config, calib, reader_batch)
     output_path.parent.mkdir(parents=True, exist_ok=True)
-    total = len(conv_nodes(model))
-    result_kept: list[KeptLayer] = []
-    skipped: list[str] = []
-    quantized = 0
+    result = BuildResult(output_path, spec, 0.0, 0, nodes_total=len(conv_nodes(model)))
     with tempfile.TemporaryDirectory() as tmp:
         float_path = Path(tmp) / "float.onnx"
         onnx.save(model, str(float_path))
@@ -305,56 +436,119 @@ def build(
                 progress("fp16: converting weights and activations", 1, 1)
         else:
             assert calib is not None
-            reader = ImageCalibrationReader(
-                paths, spec, reader_batch, INPUT_NAME, progress, f"{config.precision}: calibration"
+            search = search or SearchConfig(
+                max_drop=config.max_drop,
+                max_layers=config.mixed_max_layers,
+                probe_images=config.mixed_probe_images,
+                annotations=calib.annotations,
             )
-            result_kept += float_by_design(model)
-            exclude = [k.node for k in result_kept]
-            if config.precision == "int8-mixed":
-                heads = head_nodes(model)
-                exclude += heads
-                result_kept += [KeptLayer(h, "head (always float in int8-mixed)") for h in heads]
-                extra = choose_float_layers(
-                    float_path,
-                    Path(tmp),
-                    spec,
-                    paths,
-                    reader_batch,
-                    calib,
-                    exclude,
-                    config,
-                    progress,
-                )
-                exclude += [k.node for k in extra]
-                result_kept += extra
-            qdq_path = Path(tmp) / "qdq.onnx"
-            quantize_qdq(float_path, qdq_path, reader, calib.method, exclude)
-            skipped = sorted(set(reader.skipped))
-            built = onnx.load(str(qdq_path))
-            spec.extra["calibration"] = {
-                "images": Path(calib.images).name,
-                "count": len(paths),
-                "method": calib.method,
-            }
-            spec.extra["kept_float"] = [asdict(k) for k in result_kept]
-            quantized = len(int8_conv_names(built))
+            built = _build_int8(
+                float_path, Path(tmp), spec, paths, reader_batch, config, search, result, progress
+            )
+            spec.extra["calibration"] = {**calib.describe(), "count": len(paths)}
+            spec.extra["kept_float"] = [asdict(k) for k in result.kept]
+            if result.search is not None:
+                found = result.search
+                spec.extra["float_layer_search"] = {
+                    "metric": found.metric,
+                    "float": round(found.reference, 4),
+                    "all_int8": round(found.int8, 4),
+                    "chosen": round(found.final, 4),
+                    "max_drop": search.max_drop,
+                    "probe_images": search.probe_images,
+                }
+            result.nodes_quantized = len(int8_conv_names(built))
         spec.precision = config.precision
         write_spec(built, spec)
         onnx.save(built, str(output_path))
-    return BuildResult(
-        path=output_path,
-        spec=spec,
-        seconds=time.perf_counter() - started,
-        size_bytes=output_path.stat().st_size,
-        nodes_quantized=quantized,
-        nodes_total=total,
-        kept=result_kept,
-        skipped_images=skipped,
-    )
+    result.seconds = time.perf_counter() - started
+    result.size_bytes = output_path.stat().st_size
+    return result
 
 
-def choose_float_layers(
+def _check_calibration(
+    config: BuildConfig, calib: CalibrationConfig | None, batch: int
+) -> list[Path]:
+    if calib is None:
+        raise CenterNetError(f"{config.precision} needs calibration images (--calib-images DIR)")
+    if calib.method not in CALIBRATION_METHODS:
+        raise CenterNetError(
+            f"unknown calibration method {calib.method!r}; "
+            f"choose from {', '.join(CALIBRATION_METHODS)}"
+        )
+    if calib.annotations is not None and not Path(calib.annotations).is_file():
+        raise CenterNetError(f"calibration annotations {calib.annotations} do not exist")
+    return calibration_paths(calib.images, calib.count, batch)
+
+
+def _build_int8(
     float_path: Path,
+    workdir: Path,
+    spec: ModelSpec,
+    paths: list[Path],
+    batch: int,
+    config: BuildConfig,
+    search: SearchConfig,
+    result: BuildResult,
+    progress: Progress | None,
+) -> onnx.ModelProto:
+    """int8 or int8-mixed: calibrate and quantize once; int8-mixed then makes the layers
+    the search picks float in the same QDQ graph."""
+    calib = config.calibration
+    assert calib is not None
+    prepared_path = workdir / "prepared.onnx"
+    prepared = prepare_for_quantization(float_path, prepared_path)
+    heads = head_output_convs(prepared) if config.head_outputs_float else []
+    result.kept += float_by_design(prepared)
+    result.kept += [KeptLayer(h, "head output (logits): no Q/DQ on hm/wh/reg") for h in heads]
+    known = {node.name for node in conv_nodes(prepared)}
+    unknown = [name for name in config.keep_float_layers if name not in known]
+    if unknown:
+        raise CenterNetError(f"--keep-float names no convolution of this model: {unknown[0]}")
+    exclude = [k.node for k in result.kept]
+    stage = f"{config.precision}: calibration ({calib.method})"
+    reader = ImageCalibrationReader(paths, spec, batch, INPUT_NAME, progress, stage)
+    if config.precision == "int8-mixed" and config.mixed_search == "sqnr":
+        heads_all = [h for h in head_nodes(prepared) if h not in exclude]
+        result.kept += [KeptLayer(h, "head (sqnr rule: heads float)") for h in heads_all]
+        exclude += heads_all
+        extra = choose_float_layers_by_sqnr(
+            prepared_path, workdir, spec, paths, batch, calib, exclude, config, progress
+        )
+        result.kept += extra
+        exclude += [k.node for k in extra]
+    qdq_path = workdir / "qdq.onnx"
+    quantize_qdq(prepared_path, qdq_path, reader, calib, exclude)
+    result.skipped_images = sorted(set(reader.skipped))
+    built = onnx.load(str(qdq_path))
+    # layers kept float after quantization compute from float inputs too (keep_float)
+    asked = [name for name in config.keep_float_layers if name in int8_conv_names(built)]
+    result.kept += [KeptLayer(name, "asked for (--keep-float)") for name in asked]
+    if asked:
+        built = keep_float(built, prepared, asked)
+    if config.precision == "int8-mixed" and config.mixed_search == "task":
+        probe = DetectionProbe(paths, spec, search)
+        candidates = sorted(int8_conv_names(built), key=_graph_order(built))
+        found = search_float_layers(probe, prepared, built, candidates, keep_float, progress)
+        result.search = found
+        result.kept += [
+            KeptLayer(
+                layer.node,
+                f"alone in float it raises the score by {layer.gain * 100:.2f} AP points",
+            )
+            for layer in found.chosen
+        ]
+        built = keep_float(built, prepared, [layer.node for layer in found.chosen])
+    return built
+
+
+def _graph_order(model: onnx.ModelProto):
+    order = {node.name: index for index, node in enumerate(model.graph.node)}
+    return lambda name: order.get(name, len(order))
+
+
+def choose_float_layers_by_sqnr(
+    prepared_path: Path,
     workdir: Path,
     spec: ModelSpec,
     paths: list[Path],
@@ -364,26 +558,28 @@ def choose_float_layers(
     config: BuildConfig,
     progress: Progress | None = None,
 ) -> list[KeptLayer]:
-    """Measure each convolution's SQNR loss in a trial int8 build; the worst stay float."""
-    probe = paths[: max(batch, config.mixed_probe_images - config.mixed_probe_images % batch)]
+    """The older int8-mixed rule: each convolution's SQNR loss in a trial int8 build; the
+    worst (above ``mixed_min_drop_db``, at most ``mixed_max_layers``) stay float."""
+    probe_count = min(8, config.mixed_probe_images)
+    probe = paths[: max(batch, probe_count - probe_count % batch)]
     trial = workdir / "trial.onnx"
     quantize_qdq(
-        float_path,
+        prepared_path,
         trial,
         ImageCalibrationReader(
             paths, spec, batch, INPUT_NAME, progress, "int8-mixed: trial int8 calibration"
         ),
-        calib.method,
+        calib,
         already,
     )
     sqnr = activation_sqnr(
-        float_path,
+        prepared_path,
         trial,
         ImageCalibrationReader(
             probe, spec, batch, INPUT_NAME, progress, "int8-mixed: per-layer SQNR (float, int8)"
         ),
     )
-    ranked = rank_sensitive_convs(onnx.load(str(float_path)), sqnr, set(already))
+    ranked = rank_sensitive_convs(onnx.load(str(prepared_path)), sqnr, set(already))
     chosen = [(n, d) for n, d in ranked if d >= config.mixed_min_drop_db][: config.mixed_max_layers]
     return [KeptLayer(n, f"int8 costs {d:.1f} dB of SQNR at its output") for n, d in chosen]
 
@@ -393,6 +589,7 @@ __all__ = [
     "BuildResult",
     "CALIBRATION_METHODS",
     "CalibrationConfig",
+    "MIXED_SEARCHES",
     "PRECISIONS",
     "build",
 ]

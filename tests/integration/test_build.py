@@ -13,7 +13,13 @@ from centernet.errors import CenterNetError
 from centernet.images import read_image
 from centernet.pipeline import Detector
 from centernet.preprocess import PreprocessConfig, preprocess_into
-from centernet.quantize import BuildConfig, CalibrationConfig, build, head_nodes
+from centernet.quantize import (
+    BuildConfig,
+    CalibrationConfig,
+    build,
+    head_nodes,
+    head_output_convs,
+)
 from tests.conftest import TINY_SIZE
 from tests.integration.test_detector import assert_detections_close
 
@@ -64,39 +70,55 @@ def test_each_precision_matches_fp32(builds, tiny_onnx_dynamic, photo_paths, pre
     assert all(len(d) == 100 for d in Detector(built)(photo_paths[2:]))
 
 
-def test_int8_graph_is_qdq_and_mixed_keeps_heads_float(builds):
-    def dequantized_weights(path):
-        model = onnx.load(str(path))
-        produced_by_dq = {
-            o for n in model.graph.node if n.op_type == "DequantizeLinear" for o in n.output
-        }
-        convs = [n for n in model.graph.node if n.op_type in ("Conv", "ConvTranspose")]
-        return model, {n.name for n in convs if n.input[1] in produced_by_dq}
+def dequantized_weights(path):
+    model = onnx.load(str(path))
+    produced_by_dq = {
+        o for n in model.graph.node if n.op_type == "DequantizeLinear" for o in n.output
+    }
+    convs = [n for n in model.graph.node if n.op_type in ("Conv", "ConvTranspose")]
+    return model, {n.name for n in convs if n.input[1] in produced_by_dq}
 
+
+def test_int8_graph_is_qdq_with_float_logits_and_mixed_records_its_search(builds):
     model, int8_convs = dequantized_weights(builds["int8"].path)
     heads = set(head_nodes(model))
-    assert len(heads) == 6 and heads <= int8_convs
+    outputs = set(head_output_convs(model))
+    assert len(heads) == 6 and heads - outputs <= int8_convs and not outputs & int8_convs
     int8 = builds["int8"]
     assert len(int8_convs) == int8.nodes_quantized == int8.nodes_total - len(int8.kept)
     by_design = {k.node for k in int8.kept}
     stems = [n.name for n in model.graph.node if n.name.startswith("/network/base/base_layer/")]
     ups = [n.name for n in model.graph.node if n.op_type == "ConvTranspose"]
-    assert by_design == {*stems[:1], *ups} and len(ups) == 6
+    assert by_design == {*stems[:1], *ups, *outputs} and len(ups) == 6
     # The in-graph decode stays float: hm comes straight from the Sigmoid, hm_max from a
     # MaxPool reading that same tensor, so hm == hm_max still marks the peaks exactly.
     producer = {o: n for n in model.graph.node for o in n.output}
     assert producer["hm"].op_type == "Sigmoid" and producer["hm_max"].op_type == "MaxPool"
     assert producer["hm_max"].input[0] == "hm"
-    model, mixed_convs = dequantized_weights(builds["int8-mixed"].path)
-    kept = {k.node for k in builds["int8-mixed"].kept}
-    assert heads <= kept and not (kept & mixed_convs)
-    assert len(mixed_convs) == builds["int8-mixed"].nodes_quantized > 0
-    assert all(
-        "dB" in k.reason for k in builds["int8-mixed"].kept if k.node not in heads | by_design
+    mixed = builds["int8-mixed"]
+    model, mixed_convs = dequantized_weights(mixed.path)
+    kept = {k.node for k in mixed.kept}
+    assert by_design <= kept and not (kept & mixed_convs)
+    assert len(mixed_convs) == mixed.nodes_quantized > 0
+    chosen = kept - by_design
+    assert all("alone in float" in k.reason for k in mixed.kept if k.node in chosen)
+    search = mixed.spec.extra["float_layer_search"]
+    assert search["all_int8"] <= search["chosen"] <= search["float"] and search["float"] > 0.99
+    assert len(chosen) <= BuildConfig().mixed_max_layers
+    calib = mixed.spec.extra["calibration"]
+    assert calib == {"images": calib["images"], "count": 2, "method": "minmax-ma"}
+
+
+def test_int8_mixed_by_sqnr_keeps_every_head_float(tiny_onnx_dynamic, calib_dir, tmp_path):
+    config = BuildConfig(
+        "int8-mixed", CalibrationConfig(str(calib_dir), count=2), mixed_search="sqnr"
     )
-    assert len(kept) > len(heads | by_design)  # measured sensitivity kept some layers too
-    calib = builds["int8-mixed"].spec.extra["calibration"]
-    assert calib == {"images": calib["images"], "count": 2, "method": "minmax"}
+    result = build(tiny_onnx_dynamic, tmp_path / "sqnr.onnx", config)
+    model, int8_convs = dequantized_weights(result.path)
+    kept = {k.node for k in result.kept}
+    assert set(head_nodes(model)) <= kept and not (kept & int8_convs)
+    assert any("dB" in k.reason for k in result.kept)
+    assert result.search is None and "float_layer_search" not in result.spec.extra
 
 
 def test_calibration_reads_through_real_preprocessing(calib_dir, tiny_onnx_dynamic):

@@ -116,15 +116,53 @@ def add_build(add_command: AddCommand) -> None:
     p.add_argument("--calib-count", type=positive_int, default=100, help="images to calibrate on")
     p.add_argument(
         "--calib-method",
-        default="minmax",
-        choices=("minmax", "percentile", "entropy"),
-        help="how activation ranges are chosen from the calibration images",
+        default="minmax-ma",
+        choices=("minmax", "minmax-ma", "percentile", "entropy"),
+        help="how activation ranges are chosen: extremes, their moving average over batches, "
+        "a percentile of |x|, or the entropy (KL) threshold",
+    )
+    p.add_argument(
+        "--calib-percentile", type=float, default=99.999, help="percentile method's percentile"
+    )
+    p.add_argument(
+        "--calib-bins", type=positive_int, default=2048, help="percentile/entropy histogram bins"
+    )
+    p.add_argument(
+        "--calib-ann",
+        default=None,
+        help="instances.json of the calibration images: the int8-mixed search scores real AP "
+        "(else agreement with the float model's boxes)",
+    )
+    p.add_argument(
+        "--max-drop",
+        type=float,
+        default=0.002,
+        help="int8-mixed: largest AP drop (0.002 = 0.2 points) against the float model",
     )
     p.add_argument(
         "--mixed-max-layers",
         type=int,
-        default=6,
-        help="int8-mixed: most convolutions kept float besides the heads",
+        default=12,
+        help="int8-mixed: most convolutions the search keeps float",
+    )
+    p.add_argument(
+        "--mixed-search",
+        default="task",
+        choices=("task", "sqnr"),
+        help="int8-mixed: pick float layers by their effect on the boxes (task) or by "
+        "per-layer SQNR with all heads float (sqnr, the older rule)",
+    )
+    p.add_argument(
+        "--keep-float",
+        default=None,
+        help="int8: convolutions to keep float, comma-separated node names (as a build "
+        "summary lists them), e.g. a recipe found on a smaller model of the same architecture",
+    )
+    p.add_argument(
+        "--probe-images",
+        type=positive_int,
+        default=32,
+        help="int8-mixed: calibration images the layer search scores on",
     )
     group = p.add_mutually_exclusive_group()
     group.add_argument("--batch", type=positive_int, default=None, help="static batch size")
@@ -137,13 +175,24 @@ def cmd_build(args: argparse.Namespace) -> int:
 
     calibration = None
     if args.calib_images:
-        calibration = CalibrationConfig(args.calib_images, args.calib_count, args.calib_method)
+        calibration = CalibrationConfig(
+            args.calib_images,
+            args.calib_count,
+            args.calib_method,
+            percentile=args.calib_percentile,
+            bins=args.calib_bins,
+            annotations=args.calib_ann,
+        )
     config = BuildConfig(
         precision=args.precision,
         calibration=calibration,
         batch=args.batch,
         dynamic_batch=args.dynamic_batch,
+        mixed_search=args.mixed_search,
+        max_drop=args.max_drop,
         mixed_max_layers=args.mixed_max_layers,
+        mixed_probe_images=args.probe_images,
+        keep_float_layers=tuple(n.strip() for n in (args.keep_float or "").split(",") if n.strip()),
     )
     with StageBars() as bars:
         result = build(args.model, args.output, config, progress=bars)
@@ -163,6 +212,13 @@ def cmd_build(args: argparse.Namespace) -> int:
     print(summary)
     for kept in result.kept:
         print(f"  float: {kept.node}: {kept.reason}")
+    if result.search is not None:
+        found = result.search
+        print(
+            f"  layer search ({found.metric}, {args.probe_images} images): float "
+            f"{found.reference:.4f}, all int8 {found.int8:.4f}, this build {found.final:.4f} "
+            f"(drop {found.drop:+.4f}, allowed {args.max_drop:g})"
+        )
     for skipped in result.skipped_images:
         print(f"centernet: calibration skipped {skipped}", file=sys.stderr)
     return EXIT_OK

@@ -1,0 +1,186 @@
+"""int8 rules on a real graph: no Q/DQ on the logits, layers made float in place, and the
+task-aware search finding a layer made sensitive on purpose."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from centernet.engines import open_engine
+from centernet.images import read_image
+from centernet.modelfile import write_spec
+from centernet.preprocess import PreprocessConfig, preprocess_into
+from centernet.quantize import (
+    BuildConfig,
+    CalibrationConfig,
+    build,
+    head_nodes,
+    head_output_convs,
+    int8_conv_names,
+    keep_float,
+    prepare_for_quantization,
+)
+from tests.conftest import TINY_SIZE, export_tiny
+
+pytest.importorskip("pycocotools", reason="the layer search scores with pycocotools")
+
+
+@pytest.fixture(scope="module")
+def calib_dir(photo_paths, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("calib")
+    for p in photo_paths[:3]:
+        (folder / p.name).write_bytes(p.read_bytes())
+    return folder
+
+
+def outputs_of(path, photo_paths) -> dict[str, np.ndarray]:
+    config = PreprocessConfig(input_size=TINY_SIZE)
+    x = np.stack([preprocess_into(read_image(p), config)[0] for p in photo_paths])
+    return open_engine(path)(x)
+
+
+def test_plain_int8_quantizes_head_3x3_and_leaves_logits_float(
+    tiny_onnx_dynamic, calib_dir, tmp_path
+):
+    result = build(
+        tiny_onnx_dynamic,
+        tmp_path / "int8.onnx",
+        BuildConfig("int8", CalibrationConfig(str(calib_dir), 3)),
+    )
+    model = onnx.load(str(result.path))
+    int8 = int8_conv_names(model)
+    outputs = set(head_output_convs(model))
+    assert len(outputs) == 3
+    assert set(head_nodes(model)) - outputs <= int8  # the 3x3 head convolutions are int8
+    assert not outputs & int8
+    producer = {o: n for n in model.graph.node for o in n.output}
+    consumers: dict[str, list] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    logits = {producer[name].output[0] for name in ("wh", "reg")} | {producer["hm"].input[0]}
+    assert {producer[t].name for t in logits} == outputs  # straight from the float convs
+    for tensor in logits:  # and nothing quantizes them on the way to sigmoid/outputs
+        assert all(c.op_type != "QuantizeLinear" for c in consumers.get(tensor, []))
+    assert {k.node for k in result.kept} >= outputs
+
+
+@pytest.mark.parametrize(
+    "layer", ["/network/base/level1/level1.0/Conv", "/network/dla_up/ida_1/proj_1/proj_1.0/Conv"]
+)
+def test_keep_float_feeds_a_layer_float_weights_and_its_float_input(
+    tiny_onnx_dynamic, calib_dir, tmp_path, photo_paths, layer
+):
+    """A layer made float in the QDQ graph computes, in float, exactly what the float model
+    computes from the (int8 graph's) tensor before quantization: checked by running that
+    layer alone, from the float model, on the edited graph's own input tensor."""
+    int8 = build(
+        tiny_onnx_dynamic,
+        tmp_path / "int8.onnx",
+        BuildConfig("int8", CalibrationConfig(str(calib_dir), 3)),
+    )
+    prepared = prepare_for_quantization(tiny_onnx_dynamic, tmp_path / "prepared.onnx")
+    qdq = onnx.load(str(int8.path))
+    assert layer in int8_conv_names(qdq)
+    edited = keep_float(qdq, prepared, [layer])
+    onnx.checker.check_model(edited)
+    assert layer not in int8_conv_names(edited)
+    node = next(n for n in edited.graph.node if n.name == layer)
+    producer = {o: n for n in edited.graph.node for o in n.output}
+    assert producer[node.input[0]].op_type not in ("DequantizeLinear", "QuantizeLinear")
+    # expose the layer's input and output, run the edited graph
+    for name in (node.input[0], node.output[0]):
+        edited.graph.output.append(onnx.helper.make_empty_tensor_value_info(name))
+    write_spec(edited, int8.spec)
+    onnx.save(edited, str(tmp_path / "edited.onnx"))
+    config = PreprocessConfig(input_size=TINY_SIZE)
+    x = np.stack([preprocess_into(read_image(p), config)[0] for p in photo_paths[:2]])
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(
+        str(tmp_path / "edited.onnx"), providers=["CPUExecutionProvider"]
+    )
+    layer_in, layer_out = session.run([node.input[0], node.output[0]], {"input": x})
+    # the same convolution from the float model, alone, on that input
+    original = next(n for n in prepared.graph.node if n.name == layer)
+    weights = {i.name: i for i in prepared.graph.initializer}
+    alone = onnx.helper.make_model(
+        onnx.helper.make_graph(
+            [
+                onnx.helper.make_node(
+                    "Conv", ["x", *original.input[1:]], ["y"], **_attributes(original)
+                )
+            ],
+            "alone",
+            [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, None)],
+            [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)],
+            [weights[name] for name in original.input[1:]],
+        ),
+        opset_imports=prepared.opset_import,
+    )
+    want = ort.InferenceSession(alone.SerializeToString(), providers=["CPUExecutionProvider"]).run(
+        ["y"], {"x": layer_in}
+    )[0]
+    np.testing.assert_allclose(layer_out, want, rtol=1e-5, atol=1e-5)
+    assert (layer_in >= 0).all()  # a Relu folded into a QuantizeLinear is re-created
+
+
+def _attributes(node: onnx.NodeProto) -> dict:
+    return {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+
+
+SENSITIVE = "/network/base/level1/level1.0/Conv"
+
+
+def network_with_a_fragile_activation(tiny_network):
+    """The same function in float, but one channel of level0's output is 1000x larger (and
+    level1 reads it 1000x weaker): per-tensor uint8 on level1's input crushes the other
+    channels, so level1 is the layer that must stay float."""
+    network = copy.deepcopy(tiny_network)
+    with torch.no_grad():
+        bn = network.base.level0[1]
+        bn.weight[0] *= 1000.0
+        bn.bias[0] *= 1000.0
+        network.base.level1[0].weight[:, 0] /= 1000.0
+    return network
+
+
+def test_the_search_finds_a_layer_made_sensitive_on_purpose(
+    tiny_network, calib_dir, tmp_path, photo_paths
+):
+    fragile = export_tiny(
+        network_with_a_fragile_activation(tiny_network),
+        tmp_path / "fragile.onnx",
+        dynamic_batch=True,
+    )
+    np.testing.assert_allclose(  # the float function did not change
+        outputs_of(fragile, photo_paths)["hm"],
+        outputs_of(
+            export_tiny(tiny_network, tmp_path / "plain.onnx", dynamic_batch=True), photo_paths
+        )["hm"],
+        atol=1e-4,
+    )
+    calibration = CalibrationConfig(str(calib_dir), 3)
+    result = build(
+        fragile,
+        tmp_path / "mixed.onnx",
+        BuildConfig(
+            "int8-mixed", calibration, max_drop=0.05, mixed_max_layers=4, mixed_probe_images=3
+        ),
+    )
+    search = result.search
+    assert search is not None and search.int8 < search.reference - 0.05  # int8 alone is bad
+    assert search.ranked[0].node == SENSITIVE  # the most helpful layer, measured alone
+    assert [layer.node for layer in search.chosen][:1] == [SENSITIVE]
+    # the random tiny model's boxes stay noisy in int8 elsewhere: the fix is the big step
+    assert search.final >= search.int8 + 0.3 and len(search.chosen) <= 4
+    model = onnx.load(str(result.path))
+    assert SENSITIVE not in int8_conv_names(model)
+    recorded = result.spec.extra["float_layer_search"]
+    assert recorded["all_int8"] < recorded["chosen"] and recorded["max_drop"] == 0.05
+    kept = {k.node: k.reason for k in result.kept}
+    assert "alone in float it raises the score" in kept[SENSITIVE]
