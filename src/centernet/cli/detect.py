@@ -18,6 +18,7 @@ from centernet.cli.common import (
     positive_int,
     progress,
 )
+from centernet.cli.distributed import add_ray_args, detect_with_ray, evaluate_with_ray
 from centernet.errors import CenterNetError
 
 
@@ -42,6 +43,7 @@ def add_detect(add_command: AddCommand) -> None:
         "--profile", action="store_true", help="print where the time went, stage by stage"
     )
     add_engine_args(p)
+    add_ray_args(p)
     p.set_defaults(func=cmd_detect)
 
 
@@ -64,6 +66,8 @@ def cmd_detect(args: argparse.Namespace) -> int:
     from centernet.pipeline import Detector
     from centernet.profiling import StageProfile
 
+    if args.ray:
+        return detect_with_ray(args)
     if not args.images and not args.file_list:
         raise CenterNetError("no images given (files, folders, globs or --file-list)")
     inputs = collect_image_paths(args.images, args.file_list)
@@ -144,6 +148,7 @@ def add_eval(add_command: AddCommand) -> None:
     p.add_argument("--limit", type=positive_int, default=None, help="first N images by id")
     p.add_argument("--out", default="runs/eval", help="folder for metrics.json and detections")
     add_engine_args(p)
+    add_ray_args(p)
     p.set_defaults(func=cmd_eval)
 
 
@@ -155,33 +160,38 @@ def cmd_eval(args: argparse.Namespace) -> int:
     annotations = load_annotations(args.ann)
     if not annotations.images:
         raise CenterNetError(f"{args.ann} lists no images")
-    detector = Detector(
-        args.model,
-        engine=args.engine,
-        threshold=0.0,
-        max_dets=100,
-        batch_size=args.batch,
-        keep_res=args.keep_res,
-        options=engine_options(args),
-        max_pixels=args.max_pixels,
-    )
-    count = min(args.limit or len(annotations.images), len(annotations.images))
-    outcome = evaluate_detector(
-        detector,
-        annotations,
-        args.images,
-        args.limit,
-        progress=lambda stream: progress(stream, count, "eval"),
-    )
-    for source, reason in outcome.failures:
-        print(f"centernet: skipped {source}: {reason}", file=sys.stderr)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    if args.ray:
+        outcome, spec = evaluate_with_ray(args, annotations, out)
+        engine_name = f"{args.engine} (ray)"
+    else:
+        detector = Detector(
+            args.model,
+            engine=args.engine,
+            threshold=0.0,
+            max_dets=100,
+            batch_size=args.batch,
+            keep_res=args.keep_res,
+            options=engine_options(args),
+            max_pixels=args.max_pixels,
+        )
+        count = min(args.limit or len(annotations.images), len(annotations.images))
+        outcome = evaluate_detector(
+            detector,
+            annotations,
+            args.images,
+            args.limit,
+            progress=lambda stream: progress(stream, count, "eval"),
+        )
+        spec, engine_name = detector.spec, detector.engine.name
+    for source, reason in outcome.failures:
+        print(f"centernet: skipped {source}: {reason}", file=sys.stderr)
     (out / "detections.json").write_text(json.dumps(outcome.results))
     report = {
         "model": str(args.model),
-        "precision": detector.spec.precision,
-        "engine": detector.engine.name,
+        "precision": spec.precision,
+        "engine": engine_name,
         "annotations": str(args.ann),
         "images": outcome.images,
         "failed": len(outcome.failures),

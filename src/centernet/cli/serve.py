@@ -51,6 +51,14 @@ def add_serve(add_command: AddCommand) -> None:
     )
     p.add_argument("--access-log", action="store_true", help="log every request")
     add_runtime_args(p)
+    ray = p.add_argument_group("Ray Serve (pip install 'centernet-deploy[ray]')")
+    ray.add_argument("--ray", action="store_true", help="run as a Ray Serve deployment")
+    ray.add_argument("--ray-address", default=None, help="join this cluster (default: local)")
+    scale = ray.add_mutually_exclusive_group()
+    scale.add_argument("--replicas", type=positive_int, default=1, help="fixed replica count")
+    scale.add_argument(
+        "--autoscale", default=None, help="MIN:MAX replicas, scaled by Ray Serve on load"
+    )
     p.set_defaults(func=cmd_serve)
 
 
@@ -81,6 +89,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         readers=args.readers,
         threshold=args.threshold,
     )
+    if args.ray:
+        return _serve_on_ray(args, config)
     print(f"centernet: loading {args.model}", file=sys.stderr)
     service = DetectionService(config)
     sock = bind(args.host, args.port)
@@ -106,6 +116,61 @@ def cmd_serve(args: argparse.Namespace) -> int:
     )  # fmt: skip
     reason = f"{stopped_by}: " if stopped_by else ""
     print(f"centernet: {reason}stopped; every accepted request was answered", file=sys.stderr)
+    return EXIT_OK
+
+
+def _serve_on_ray(args: argparse.Namespace, config) -> int:
+    """The same app as a Ray Serve deployment, until SIGTERM / Ctrl-C."""
+    import signal
+    import threading
+
+    from centernet.distributed import (
+        RaySettings,
+        ServeScale,
+        deploy_on_ray_serve,
+        require_ray,
+        stop_ray_serve,
+    )
+    from centernet.serve.server import bind
+
+    require_ray()
+    autoscale = None
+    if args.autoscale:
+        try:
+            low, high = (int(v) for v in args.autoscale.split(":"))
+        except ValueError:
+            raise CenterNetError(f"--autoscale wants MIN:MAX, got {args.autoscale!r}") from None
+        if not 0 <= low <= high or high < 1:
+            raise CenterNetError(f"--autoscale wants 0 <= MIN <= MAX, MAX >= 1: {args.autoscale}")
+        autoscale = (low, high)
+    port = args.port
+    if port == 0:  # Ray Serve binds by number: find a free one
+        probe = bind(args.host, 0)
+        port = probe.getsockname()[1]
+        probe.close()
+    threads = args.threads or 1
+    scale = ServeScale(args.replicas, autoscale, cpus_per_replica=threads)
+    print(f"centernet: starting Ray Serve for {args.model}", file=sys.stderr)
+    url = deploy_on_ray_serve(config, args.host, port, scale, RaySettings(args.ray_address))
+    replicas = f"{autoscale[0]}-{autoscale[1]}" if autoscale else str(args.replicas)
+    print(f"centernet: serving {config.model_name!r} on Ray Serve ({replicas} replicas) on {url}",
+          flush=True)  # fmt: skip
+    stop = threading.Event()
+    received: list[str] = []
+
+    def on_signal(number: int, _frame: object) -> None:
+        received.append(signal.Signals(number).name)
+        stop.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        while not stop.wait(0.5):
+            pass
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    stop_ray_serve()
+    print(f"centernet: {received[0]}: Ray Serve deployment stopped", file=sys.stderr)
     return EXIT_OK
 
 

@@ -52,7 +52,9 @@ class RequestTimeoutError(CenterNetError):
 class DetectionService:
     """One model, batched across concurrent callers. ``start()`` before ``detect()``."""
 
-    def __init__(self, config: ServeConfig) -> None:
+    def __init__(
+        self, config: ServeConfig, batcher_type: type[DynamicBatcher] = DynamicBatcher
+    ) -> None:
         self.config = config
         self.name = config.model_name
         self.detector = Detector(
@@ -65,7 +67,8 @@ class DetectionService:
             max_pixels=config.limits.max_pixels,
         )
         self.metrics = ServerMetrics()
-        self.batcher = DynamicBatcher(self.detector, config.batching, self.metrics)
+        # the batching strategy: an engine thread here, Ray Serve's @serve.batch on Ray
+        self.batcher = batcher_type(self.detector, config.batching, self.metrics)
         self._readers = ThreadPoolExecutor(config.readers, thread_name_prefix="centernet-read")
         self.ready = False
 

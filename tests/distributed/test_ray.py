@@ -1,0 +1,167 @@
+"""detect/eval --ray give the local commands' files and reports; a two-node cluster; Ray
+Serve answers like the plain server. Local Ray with 2 CPUs; kept short."""
+
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+import socket
+import sys
+
+import numpy as np
+import pytest
+
+from centernet.cli import main
+
+ray = pytest.importorskip("ray", reason="the ray extra is not installed")
+
+
+@pytest.fixture(scope="module")
+def inputs(photo_paths, tmp_path_factory):
+    """The photos, twice (two shards of 2 and more), with bad files in the middle."""
+    folder = tmp_path_factory.mktemp("images")
+    for copy in range(2):
+        for path in photo_paths:
+            shutil.copy(path, folder / f"{copy}_{path.name}")
+    (folder / "1_broken.jpg").write_bytes(photo_paths[0].read_bytes()[:3000])
+    (folder / "1_text.jpg").write_text("not a picture")
+    return [str(folder), str(folder / "gone.jpg")]
+
+
+def run_detect(model, inputs, out, capsys, *extra) -> tuple[int, bytes, list[str], str]:
+    code = main(["detect", str(model), *inputs, "--out", str(out), "--threshold", "0.1", *extra])
+    captured = capsys.readouterr()
+    skipped = [line for line in captured.err.splitlines() if line.startswith("centernet: skipped")]
+    return code, (out / "detections.json").read_bytes(), skipped, captured.out
+
+
+@pytest.fixture(scope="module")
+def local(tiny_onnx_dynamic, inputs, tmp_path_factory):
+    out = tmp_path_factory.mktemp("local")
+
+    import contextlib
+    import io
+
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        code = main(
+            ["detect", str(tiny_onnx_dynamic), *inputs, "--out", str(out), "--threshold", "0.1"]
+        )
+    skipped = [
+        line for line in err.getvalue().splitlines() if line.startswith("centernet: skipped")
+    ]
+    return code, (out / "detections.json").read_bytes(), skipped
+
+
+@pytest.fixture
+def local_ray():
+    yield
+    ray.shutdown()
+
+
+def test_detect_on_ray_writes_the_local_files_and_report(
+    tiny_onnx_dynamic, inputs, local, tmp_path, capsys, local_ray
+):
+    code, detections, skipped, printed = run_detect(
+        tiny_onnx_dynamic, inputs, tmp_path / "ray", capsys, "--ray", "--ray-batch", "3"
+    )
+    assert (code, detections, skipped) == local
+    assert code == 1 and len(skipped) == 3 and len(json.loads(detections)) == 8 * 100
+    shards = sorted((tmp_path / "ray" / "shards").glob("*.json"))
+    assert 4 <= len(shards) <= 11  # one per actor call of at most 3 of the 11 inputs
+    assert "Ray: 1 actors x 2 threads on 1 node(s)" in printed
+
+
+def test_a_two_node_cluster_shares_the_work_and_matches(
+    tiny_onnx_dynamic, inputs, local, tmp_path, capsys
+):
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    try:
+        cluster.add_node(num_cpus=1)
+        cluster.wait_for_nodes()
+        code, detections, skipped, printed = run_detect(
+            tiny_onnx_dynamic, inputs, tmp_path / "cluster", capsys,
+            "--ray", "--ray-address", cluster.address, "--ray-workers", "2", "--threads", "1",
+            "--ray-batch", "2",
+        )  # fmt: skip
+        assert (code, detections, skipped) == local
+        assert "Ray: 2 actors x 1 threads on 2 node(s)" in printed
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+
+
+def test_eval_on_ray_gives_the_local_metrics(tiny_onnx_dynamic, tmp_path, capsys, local_ray):
+    synth = tmp_path / "synth"
+    assert main(["synth", "--out", str(synth), "-n", "6", "--seed", "5"]) == 0
+    data = json.loads((synth / "instances.json").read_text())  # the tiny model's 3 classes
+    kept = {c["id"] for c in data["categories"][:3]}
+    data["categories"] = data["categories"][:3]
+    data["annotations"] = [a for a in data["annotations"] if a["category_id"] in kept]
+    (synth / "instances.json").write_text(json.dumps(data))
+    base = ["eval", str(tiny_onnx_dynamic), "--images", str(synth / "images"),
+            "--ann", str(synth / "instances.json")]  # fmt: skip
+    assert main([*base, "--out", str(tmp_path / "local")]) == 0
+    assert main([*base, "--out", str(tmp_path / "ray"), "--ray", "--ray-batch", "4"]) == 0
+    capsys.readouterr()
+    local = json.loads((tmp_path / "local" / "metrics.json").read_text())
+    remote = json.loads((tmp_path / "ray" / "metrics.json").read_text())
+    assert remote["metrics"] == local["metrics"] and remote["images"] == 6
+    assert (tmp_path / "ray" / "detections.json").read_bytes() == (
+        tmp_path / "local" / "detections.json"
+    ).read_bytes()
+
+
+def test_ray_serve_answers_like_the_plain_server(tiny_onnx_dynamic, photo_paths, local_ray):
+    from centernet.distributed import RaySettings, ServeScale, deploy_on_ray_serve, stop_ray_serve
+    from centernet.pipeline import Detector
+    from centernet.serve.config import BatchSettings, ServeConfig
+    from tests.integration.test_detector import assert_detections_close
+    from tests.serve.conftest import request
+    from tests.serve.test_routes import v1_detections, v2_outputs
+
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()
+    config = ServeConfig(
+        tiny_onnx_dynamic, name="tiny", threshold=0.1, batching=BatchSettings(max_delay_s=0.02)
+    )
+    url = deploy_on_ray_serve(config, "127.0.0.1", port, ServeScale(1), RaySettings())
+    try:
+        want = Detector(tiny_onnx_dynamic, threshold=0.1)([str(p) for p in photo_paths[:2]])
+        answer = request(url, "POST", "/v1/detect", photo_paths[0].read_bytes(),
+                         {"Content-Type": "image/jpeg"})  # fmt: skip
+        assert answer.status == 200, answer.body
+        assert_detections_close(v1_detections(answer), want[0], atol=0.006, score_atol=1e-5)
+        body = json.dumps({"inputs": [{
+            "name": "IMAGE", "datatype": "BYTES", "shape": [2],
+            "data": [base64.b64encode(p.read_bytes()).decode() for p in photo_paths[:2]],
+        }]}).encode()  # fmt: skip
+        answer = request(url, "POST", "/v2/models/tiny/infer", body)
+        assert answer.status == 200, answer.body
+        outputs = v2_outputs(answer)
+        for row, found in enumerate(want):
+            n = int(outputs["num_detections"][row])
+            assert n == len(found)
+            np.testing.assert_allclose(
+                outputs["detection_scores"][row, :n], found.scores, atol=1e-5
+            )
+        bad = request(url, "POST", "/v1/detect", b"junk", {"Content-Type": "image/jpeg"})
+        assert bad.status == 400 and "not a decodable image" in bad.json["error"]
+    finally:
+        stop_ray_serve()
+
+
+def test_without_ray_the_flag_says_how_to_install_it(
+    tiny_onnx_dynamic, tmp_path, monkeypatch, capsys
+):
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray now fails
+    code = main(
+        ["detect", str(tiny_onnx_dynamic), str(tmp_path), "--out", str(tmp_path / "o"), "--ray"]
+    )
+    assert code == 2
+    assert "pip install 'centernet-deploy[ray]'" in capsys.readouterr().err
