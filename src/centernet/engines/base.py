@@ -24,12 +24,26 @@ class EngineOptions:
     # torch engine: fix_res input (height, width); None: the checkpoint's own, else 512x512
     input_size: tuple[int, int] | None = None
     # Arithmetic at run time. None runs the model as built (an fp32 or int8 build in fp32,
-    # never silently lower); "bf16" is an explicit request (openvino, CPUs with native bf16).
+    # never silently lower); "bf16" is an explicit request (openvino, CPUs with native bf16;
+    # torch); "tf32" and "fp16" are the torch engine's (tf32 on CUDA only).
     precision: str | None = None
+    # torch engine: NHWC memory layout; None: on for CUDA, off for the CPU
+    channels_last: bool | None = None
+    # torch engine: "eager", "graph" (a CUDA graph per batch size) or "compile"
+    # (torch.compile reduce-overhead); None: graph on CUDA, eager on the CPU
+    capture: str | None = None
 
 
-#: Run-time precisions an engine may be asked for (None: the build's own).
-RUNTIME_PRECISIONS = ("fp32", "bf16")
+#: Run-time precisions an engine may be asked for (None: the build's own). Each engine
+#: accepts its own subset: onnxruntime fp32; openvino fp32, bf16; torch all four.
+RUNTIME_PRECISIONS = ("fp32", "tf32", "fp16", "bf16")
+
+#: Where each precision is available, for the message when an engine lacks it.
+_PRECISION_HINTS = {
+    "bf16": "use --engine openvino (CPUs with native bf16) or the torch engine (a .pth)",
+    "fp16": "use the torch engine (a .pth checkpoint)",
+    "tf32": "use the torch engine (a .pth checkpoint) with --device cuda",
+}
 
 
 def check_runtime_precision(engine: str, precision: str | None, supported: tuple[str, ...]) -> str:
@@ -44,9 +58,8 @@ def check_runtime_precision(engine: str, precision: str | None, supported: tuple
         )
     if wanted not in supported:
         raise CenterNetError(
-            f"the {engine} engine has no run-time {wanted} mode; use --engine openvino for bf16 "
-            "(CPUs with native bf16), or make a lower-precision model with "
-            "`centernet build --precision fp16|int8`"
+            f"the {engine} engine has no run-time {wanted} mode; {_PRECISION_HINTS[wanted]}, "
+            "or make a lower-precision model with `centernet build --precision fp16|int8`"
         )
     return wanted
 
