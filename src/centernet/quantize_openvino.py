@@ -385,8 +385,13 @@ class CalibrationBatches:
         self.walks += 1
         self.reader.stage = self._stage if self.walks == 1 else f"{self._stage} (pass {self.walks})"
         self.reader.rewind()
+        count = 0
         while (item := self.reader.get_next()) is not None:
+            count += 1
             yield item[self.reader.input_name]
+        if not count:  # else NNCF fails later with a message about empty statistics
+            reasons = self.reader.skipped[:1] or ["fewer readable images than one batch"]
+            raise CenterNetError(f"no calibration batch could be read ({reasons[0]})")
 
 
 __all__ = [

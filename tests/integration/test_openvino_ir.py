@@ -191,6 +191,9 @@ def test_bf16_on_an_xml_where_the_cpu_has_it(int8_ir, photo_paths, monkeypatch):
 
 
 def test_bad_builds_and_bad_ir_files(tiny_onnx_dynamic, calib_dir, tmp_path):
+    unreadable = tmp_path / "unreadable"
+    unreadable.mkdir()
+    (unreadable / "a.jpg").write_text("not an image")
     cases = {
         "written as a .xml": (tmp_path / "x.onnx", OpenVinoBuildConfig("fp32")),
         "needs calibration images": (tmp_path / "x.xml", OpenVinoBuildConfig("int8")),
@@ -205,6 +208,10 @@ def test_bad_builds_and_bad_ir_files(tiny_onnx_dynamic, calib_dir, tmp_path):
         "does not exist": (
             tmp_path / "x.xml",
             OpenVinoBuildConfig("int8", calib_images=tmp_path / "missing"),
+        ),
+        "no calibration batch could be read .*a.jpg: not a decodable image": (
+            tmp_path / "x.xml",
+            OpenVinoBuildConfig("int8", calib_images=unreadable),
         ),
         "not in the OpenVINO model: /network/nope": (
             tmp_path / "x.xml",
