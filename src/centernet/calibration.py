@@ -69,9 +69,17 @@ class ImageCalibrationReader(CalibrationDataReader):
         self.progress = progress  # hears (stage, images read, images) after each batch
         self.stage = stage
         self._next = 0
+        self._stop = len(self.paths)
 
     def rewind(self) -> None:
         self._next = 0
+        self._stop = len(self.paths)
+
+    def set_range(self, start_index: int, end_index: int) -> None:
+        """Read only batches [start_index, end_index): ORT calibrates in such strides, so a
+        histogram calibrator holds one stride's activations in memory, not every image's."""
+        self._next = start_index * self.batch
+        self._stop = min(end_index * self.batch, len(self.paths))
 
     def __len__(self) -> int:
         return len(self.paths) // self.batch
@@ -80,7 +88,7 @@ class ImageCalibrationReader(CalibrationDataReader):
         height, width = self.config.input_size
         batch = np.empty((self.batch, 3, height, width), np.float32)
         filled = 0
-        while filled < self.batch and self._next < len(self.paths):
+        while filled < self.batch and self._next < self._stop:
             path = self.paths[self._next]
             self._next += 1
             try:

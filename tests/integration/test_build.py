@@ -130,6 +130,11 @@ def test_calibration_reads_through_real_preprocessing(calib_dir, tiny_onnx_dynam
     for row, path in zip(batch, paths):
         assert np.array_equal(row, preprocess_into(read_image(path), config)[0])
     assert reader.get_next() is None
+    # strides, as ORT reads them for histogram methods: batch 1 only, then nothing more
+    reader = ImageCalibrationReader(paths, spec, batch=1)
+    reader.set_range(1, 2)
+    assert np.array_equal(reader.get_next()["input"][0], batch[1])
+    assert reader.get_next() is None
 
 
 def test_bad_calibration_folders(tiny_onnx_dynamic, tmp_path, calib_dir):
@@ -275,3 +280,22 @@ def test_openvino_serves_every_batch_and_keep_res_size_from_one_compile(
         for a, b in zip(ov(photo_paths[:3]), ort(photo_paths[:3])):
             assert_detections_close(a, b, atol=1e-3)
     assert engine.compiled is compiled
+
+
+@pytest.mark.parametrize(
+    ("method", "recorded"),
+    [
+        ("minmax", {"method": "minmax"}),
+        ("percentile", {"method": "percentile", "percentile": 99.99, "bins": 512}),
+        ("entropy", {"method": "entropy", "bins": 512}),
+    ],
+)
+def test_each_calibration_method_builds_and_is_recorded(
+    tiny_onnx_dynamic, calib_dir, tmp_path, photo_paths, method, recorded
+):
+    calibration = CalibrationConfig(str(calib_dir), 2, method, percentile=99.99, bins=512)
+    result = build(tiny_onnx_dynamic, tmp_path / "m.onnx", BuildConfig("int8", calibration))
+    assert result.spec.extra["calibration"] == {
+        "images": calib_dir.name, "count": 2, **recorded
+    }  # fmt: skip
+    assert all(len(d) == 100 for d in Detector(result.path)(photo_paths[2:]))
