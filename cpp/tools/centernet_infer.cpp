@@ -113,7 +113,9 @@ int run(const InferOptions& options) {
         }
     });
     const fs::path json_path = out / "detections.json";
-    std::ofstream(json_path) << python_json_dumps(entries);
+    std::ofstream json_file(json_path);
+    json_file << python_json_dumps(entries);
+    if (!json_file.flush()) throw Error("cannot write " + json_path.string());
 
     const std::size_t done = stats.images - stats.failed;
     std::ostringstream summary;
