@@ -110,18 +110,7 @@ def decode_image(
 
     ``max_pixels`` (None: no limit of ours) is checked against the header before decoding.
     """
-    if not data:
-        raise ImageReadError(name, "empty file")
-    size = declared_size(data) if max_pixels else None
-    if size and size[0] * size[1] > max_pixels:
-        raise ImageTooLargeError(
-            name,
-            f"declares {size[0]}x{size[1]} pixels ({size[0] * size[1] / 1e6:.0f} Mpx), over the "
-            f"{max_pixels / 1e6:g} Mpx limit (--max-pixels)",
-        )
-    if data[:2] == _JPEG_SOI and _JPEG_EOI not in data[data.rfind(_JPEG_SOS) :]:
-        # libjpeg fills a truncated JPEG with grey and only warns: treat it as unreadable.
-        raise ImageReadError(name, "truncated JPEG (no end-of-image marker after its last scan)")
+    check_encoded(data, name, max_pixels)
     # IMREAD_COLOR as the original's cv2.imread: EXIF orientation applied, grey and BGRA
     # made BGR, 16-bit scaled to 8-bit.
     try:
@@ -131,6 +120,30 @@ def decode_image(
     if image is None:
         raise ImageReadError(name, "not a decodable image")
     return image
+
+
+def check_encoded(
+    data: bytes, name: str = "<bytes>", max_pixels: int | None = DEFAULT_MAX_PIXELS
+) -> None:
+    """The checks made before any decoder sees ``data`` (empty, over ``max_pixels`` by its
+    header, truncated JPEG): ImageReadError with the reason, whichever decoder follows."""
+    if not data:
+        raise ImageReadError(name, "empty file")
+    size = declared_size(data) if max_pixels else None
+    if size and size[0] * size[1] > max_pixels:
+        raise ImageTooLargeError(
+            name,
+            f"declares {size[0]}x{size[1]} pixels ({size[0] * size[1] / 1e6:.0f} Mpx), over the "
+            f"{max_pixels / 1e6:g} Mpx limit (--max-pixels)",
+        )
+    if is_jpeg(data) and _JPEG_EOI not in data[data.rfind(_JPEG_SOS) :]:
+        # libjpeg fills a truncated JPEG with grey and only warns: treat it as unreadable.
+        raise ImageReadError(name, "truncated JPEG (no end-of-image marker after its last scan)")
+
+
+def is_jpeg(data: bytes) -> bool:
+    """Whether ``data`` starts like a JPEG file (its start-of-image marker)."""
+    return data[:2] == _JPEG_SOI
 
 
 def _opencv_reason(exc: Exception) -> str:

@@ -12,6 +12,9 @@
 
 Results come out in input order. A file that cannot be read becomes a failed result in
 its place; it never stalls or ends the stream. ``profile`` tells where the time went.
+
+``pipeline="device"`` keeps the same threads and order but moves decoding, the warp, the
+network and the peak search onto the torch engine's device (``device.py``).
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ import numpy as np
 
 from centernet.engines import Engine, EngineOptions, open_engine
 from centernet.errors import CenterNetError, ImageReadError
-from centernet.images import DEFAULT_MAX_PIXELS, decode_image, read_file, to_bgr8
+from centernet.images import DEFAULT_MAX_PIXELS, check_encoded, decode_image, read_file, to_bgr8
 from centernet.postprocess import PostprocessConfig, postprocess
 from centernet.preprocess import PreprocessConfig, keep_res_pad, preprocess_into
 from centernet.profiling import NO_PROFILE, Clock, StageProfile
@@ -37,6 +40,16 @@ from centernet.types import Detections, Letterbox, ModelSpec
 
 #: A file path, a decoded image (BGR, grey or BGRA array), or an encoded file in memory.
 ImageSource = str | Path | np.ndarray | bytes
+
+PIPELINES = ("host", "device")
+
+
+def device_pipeline_refusal(engine_name: str) -> CenterNetError:
+    """Why a model that is not run by torch cannot use the device pipeline, in one line."""
+    return CenterNetError(
+        "the device pipeline runs a torch network: give a .pth checkpoint (torch engine); "
+        f"this model is run by the {engine_name} engine, use --pipeline host for it"
+    )
 
 
 @dataclass
@@ -63,6 +76,8 @@ class PreparedImage:
     result: DetectionResult
     tensor: np.ndarray | None = None  # (3, H, W) float32
     box: Letterbox | None = None
+    # device pipeline: the encoded JPEG its device decodes, or the BGR image decoded here
+    payload: bytes | np.ndarray | None = field(default=None, repr=False)
     done: Future | None = field(default=None, repr=False)  # set once its batch is submitted
 
 
@@ -73,6 +88,8 @@ class Detector:
     ``detector(image)`` takes an ndarray (BGR, grey or BGRA; uint8 or uint16) or a path and
     returns Detections; ``detector([a, b])`` returns a list. ``stream`` never raises for a
     bad file: it yields a failed DetectionResult in its place and goes on.
+    ``pipeline="device"`` (torch engine only) pre- and post-processes on the engine's
+    device; a result's ``image`` is then set only for images decoded on the host.
     """
 
     def __init__(
@@ -87,7 +104,10 @@ class Detector:
         readers: int = 2,
         prefetch: int | None = None,
         max_pixels: int | None = DEFAULT_MAX_PIXELS,
+        pipeline: str = "host",
     ) -> None:
+        if pipeline not in PIPELINES:
+            raise CenterNetError(f"unknown pipeline {pipeline!r}; choose {' or '.join(PIPELINES)}")
         self.engine: Engine = (
             model if isinstance(model, Engine) else open_engine(model, engine, options)
         )
@@ -117,6 +137,16 @@ class Detector:
             pad=keep_res_pad(spec.arch),
         )
         self.postprocess_config = PostprocessConfig(max_dets=max_dets, threshold=threshold)
+        self.pipeline = pipeline
+        self.device_pipeline = None  # the device stages (device.DevicePipeline), if asked for
+        if pipeline == "device":  # torch only here: the host pipeline never imports it
+            if self.engine.name != "torch":
+                raise device_pipeline_refusal(self.engine.name)
+            from centernet.device import DevicePipeline
+
+            self.device_pipeline = DevicePipeline(
+                self.engine, self.preprocess_config, max_dets, self.batch_size, max_pixels
+            )
 
     @property
     def spec(self) -> ModelSpec:
@@ -231,11 +261,20 @@ class Detector:
         """A batch of ``members`` (padded to a static batch size) and the inputs to hand on."""
         if not members:
             return _Unit(None, [], list(items))
-        return _Unit(self.make_batch(members, clock), list(members), list(items))
+        batch = self.make_batch(members, clock)
+        readable = [m for m in members if m.result.ok]  # the device may fail to decode some
+        return _Unit(batch if readable else None, readable, list(items))
 
     def make_batch(self, members: Sequence[PreparedImage], clock: Clock = NO_PROFILE) -> np.ndarray:
         """The engine's input for ``members``: their tensors stacked, padded with zero rows
-        to the engine's static batch size. Frees each member's tensor (the batch holds it)."""
+        to the engine's static batch size. Frees each member's tensor (the batch holds it).
+
+        With the device pipeline: the decoded, warped batch on the device (a DeviceBatch);
+        a member that cannot be decoded there has its failure recorded in its result.
+        """
+        if self.device_pipeline is not None:
+            with clock.timed("device decode + pre-process"):
+                return self.device_pipeline.assemble(members)
         rows = self.engine.batch_size or len(members)
         first = members[0].tensor
         assert first is not None
@@ -271,7 +310,7 @@ class Detector:
                     return
                 if unit.batch is not None:
                     with clock.timed("engine"):
-                        outputs = self.engine(unit.batch)
+                        outputs = self._run(unit.batch)
                     done = decoder.submit(self._decode, outputs, unit.members, clock)
                     for member in unit.members:
                         member.done = done
@@ -280,6 +319,13 @@ class Detector:
                         return
         except BaseException as exc:
             _put(results, exc, stop)
+
+    def _run(self, batch):
+        """The engine on a batch; with the device pipeline, the network and the peak search
+        on the device (K boxes per image come back)."""
+        if self.device_pipeline is None:
+            return self.engine(batch)
+        return self.device_pipeline.run(batch)
 
     def _read_ahead(
         self,
@@ -328,6 +374,9 @@ class Detector:
                 else:
                     with clock.timed("read file"):
                         data = read_file(source)
+                if self.device_pipeline is not None and self.device_pipeline.takes_encoded(data):
+                    check_encoded(data, name, self.max_pixels)  # the host's checks first
+                    return PreparedImage(result, payload=data)
                 with clock.timed("decode image"):
                     result.image = decode_image(data, name, self.max_pixels)
         except ImageReadError as exc:
@@ -336,6 +385,8 @@ class Detector:
         except ValueError as exc:
             result.error, result.exception = str(exc), exc
             return PreparedImage(result)
+        if self.device_pipeline is not None:  # warped on the device
+            return PreparedImage(result, payload=result.image)
         with clock.timed("pre-process"):
             tensor, box = preprocess_into(result.image, self.preprocess_config)
         return PreparedImage(result, tensor, box)
@@ -347,8 +398,12 @@ class Detector:
         config: PostprocessConfig | None = None,
     ) -> list[Detections]:
         """The engine's outputs for the first ``len(boxes)`` rows -> Detections per image,
-        with this detector's threshold and max_dets unless ``config`` says otherwise."""
-        return postprocess(outputs, list(boxes), config or self.postprocess_config)
+        with this detector's threshold and max_dets unless ``config`` says otherwise.
+        (With the device pipeline, ``outputs`` are its K boxes per image.)"""
+        config = config or self.postprocess_config
+        if self.device_pipeline is not None:
+            return self.device_pipeline.detections(outputs, len(boxes), config)
+        return postprocess(outputs, list(boxes), config)
 
     def _decode(
         self,
@@ -367,7 +422,7 @@ class _Unit:
     """What the batching thread hands the engine thread: a batch of ``members`` (None when
     there are only failures) and every input since the last unit, to hand on in order."""
 
-    batch: np.ndarray | None
+    batch: object | None  # np.ndarray; a DeviceBatch with the device pipeline
     members: list[PreparedImage]
     items: list[PreparedImage]
 

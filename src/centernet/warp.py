@@ -89,10 +89,10 @@ def warp_normalise(
         raise ValueError(
             f"batch {tuple(out.shape)} cannot hold {len(jobs)} x (3, {height}, {width})"
         )
-    values = warp_bgr(jobs, size, arithmetic)  # (N, H, W, 3) uint8
+    levels = _warp_levels(jobs, size, arithmetic)  # (N, H, W, 3) int64 grey levels
     lut = _lut_tensor(tuple(mean), tuple(std), device)  # (3 * 256,): channel c at 256 c
-    index = values.to(torch.int64) + torch.arange(0, 768, 256, device=device)
-    out[: len(jobs)].copy_(lut[index].permute(0, 3, 1, 2))
+    levels += torch.arange(0, 768, 256, device=device)
+    out[: len(jobs)].copy_(lut[levels].permute(0, 3, 1, 2))
     return out
 
 
@@ -100,40 +100,58 @@ def warp_bgr(
     jobs: Sequence[WarpJob], size: tuple[int, int], arithmetic: str | None = None
 ) -> torch.Tensor:
     """The warped images, (N, H, W, 3) uint8, as ``cv2.warpAffine`` gives them."""
+    return _warp_levels(jobs, size, arithmetic).to(torch.uint8)
+
+
+def _warp_levels(
+    jobs: Sequence[WarpJob], size: tuple[int, int], arithmetic: str | None
+) -> torch.Tensor:
+    """The warped grey levels, (N, H, W, 3) int64."""
     arithmetic = arithmetic or opencv_arithmetic()
     if arithmetic not in ARITHMETICS:
         raise ValueError(f"unknown warp arithmetic {arithmetic!r}; choose {ARITHMETICS}")
+    if not jobs:
+        raise ValueError("no images to warp")
     width, height = size
     device = jobs[0].image.device
-    pixels, starts = _pixel_table(jobs)
+    table, starts = _pixel_table(jobs)
     inverse = np.stack([opencv_inverse(job.to_input) for job in jobs])  # (N, 6) float64
-    src_w = torch.tensor([job.image.shape[1] for job in jobs], device=device).view(-1, 1, 1)
-    src_h = torch.tensor([job.image.shape[0] for job in jobs], device=device).view(-1, 1, 1)
-    start = torch.tensor(starts, device=device).view(-1, 1, 1)
     if arithmetic == "float":
         ix, iy, ax, ay = _float_coordinates(inverse, width, height, device)
     else:
         ix, iy, ax, ay = _fixed_coordinates(inverse, width, height, device)
-    outside = len(pixels) - 1  # the zero pixel appended to the table: BORDER_CONSTANT 0
+    # Every neighbour of a pixel is read, inside or not: coordinates are clamped into the
+    # table's zero border of _BORDER pixels, which stands for BORDER_CONSTANT 0 (a pixel
+    # whose two neighbours lie outside reads two border zeros, as it would read two zeros).
+    src_w = torch.tensor([job.image.shape[1] for job in jobs], device=device).view(-1, 1, 1)
+    src_h = torch.tensor([job.image.shape[0] for job in jobs], device=device).view(-1, 1, 1)
+    stride = src_w + 2 * _BORDER  # table row length of each image
+    ix = torch.minimum(ix.clamp(min=-_BORDER), src_w) + _BORDER
+    iy = torch.minimum(iy.clamp(min=-_BORDER), src_h) + _BORDER
+    top_left = (torch.tensor(starts, device=device).view(-1, 1, 1) + iy * stride) + ix
+    top_left = top_left.expand(len(jobs), height, width).reshape(-1)
+    below = stride.expand(len(jobs), height, width).reshape(-1)
 
-    def fetch(dy: int, dx: int) -> torch.Tensor:
-        xs, ys = ix + dx, iy + dy
-        inside = ((xs >= 0) & (xs < src_w)) & ((ys >= 0) & (ys < src_h))  # one full-size &
-        index = torch.where(inside, start + ys * src_w + xs, outside)
-        index = index.expand(len(jobs), height, width).reshape(-1)
-        picked = pixels.index_select(0, index).view(torch.uint8)  # 4 bytes per pixel
-        return picked.view(len(jobs), height, width, 4)[..., :3]
+    def fetch(index: torch.Tensor) -> torch.Tensor:
+        picked = table.index_select(0, index).view(torch.uint8)  # B, G, R, 0 per pixel
+        return picked.view(len(jobs), height, width, 4)
 
-    p00, p01, p10, p11 = fetch(0, 0), fetch(0, 1), fetch(1, 0), fetch(1, 1)
+    p00, p01 = fetch(top_left), fetch(top_left + 1)
+    p10, p11 = fetch(top_left + below), fetch(top_left + below + 1)
     if arithmetic == "float":
-        return _float_interpolate(p00, p01, p10, p11, ax, ay)
-    return _fixed_interpolate(p00, p01, p10, p11, ax, ay)
+        levels = _float_interpolate(p00, p01, p10, p11, ax, ay)
+    else:
+        levels = _fixed_interpolate(p00, p01, p10, p11, ax, ay)
+    return levels[..., :3]
+
+
+_BORDER = 2  # zero pixels around each image in the table: enough for any clamped pair
 
 
 def _pixel_table(jobs: Sequence[WarpJob]) -> tuple[torch.Tensor, list[int]]:
-    """Every image's pixels in one int32 table (B, G, R and a pad byte per pixel; the last
-    entry is zero) and the entry where each image starts: one gather serves a batch of
-    differently sized images."""
+    """Every image's pixels, with a zero border, in one int32 table (B, G, R and a zero
+    byte per pixel), and the entry where each bordered image starts: one gather serves a
+    batch of differently sized images."""
     starts, total = [], 0
     for job in jobs:
         image = job.image
@@ -142,11 +160,12 @@ def _pixel_table(jobs: Sequence[WarpJob]) -> tuple[torch.Tensor, list[int]]:
                 f"expected BGR uint8 (H, W, 3), got {image.dtype} {tuple(image.shape)}"
             )
         starts.append(total)
-        total += image.shape[0] * image.shape[1]
-    table = torch.zeros((total + 1, 4), dtype=torch.uint8, device=jobs[0].image.device)
+        total += (image.shape[0] + 2 * _BORDER) * (image.shape[1] + 2 * _BORDER)
+    table = torch.zeros((total, 4), dtype=torch.uint8, device=jobs[0].image.device)
     for job, first in zip(jobs, starts):
-        count = job.image.shape[0] * job.image.shape[1]
-        table[first : first + count, :3] = job.image.reshape(-1, 3)
+        rows, cols = job.image.shape[0] + 2 * _BORDER, job.image.shape[1] + 2 * _BORDER
+        framed = table[first : first + rows * cols].view(rows, cols, 4)
+        framed[_BORDER:-_BORDER, _BORDER:-_BORDER, :3] = job.image
     return table.view(torch.int32).view(-1), starts
 
 
@@ -209,15 +228,19 @@ def _fixed_coordinates(
 
 
 def _float_interpolate(p00, p01, p10, p11, ax, ay) -> torch.Tensor:
-    """OpenCV's float32 bilinear step, each fma exact in float64 and rounded once."""
+    """OpenCV's float32 bilinear step; each fma is exact in float64 (a product of two
+    float32 fits its mantissa) and rounded once to float32. Grey levels, int64."""
     a = ax.unsqueeze(3).to(torch.float64)
     b = ay.unsqueeze(3).to(torch.float64)
-    low = p00.to(torch.float64)
-    f0 = p01.to(torch.float64).sub_(low).mul_(a).add_(low).to(torch.float32)
-    low = p10.to(torch.float64)
-    f1 = p11.to(torch.float64).sub_(low).mul_(a).add_(low).to(torch.float32)
-    value = f1.sub_(f0).to(torch.float64).mul_(b).add_(f0).to(torch.float32)  # f1 - f0 in f32
-    return value.round_().clamp_(0, 255).to(torch.uint8)  # half to even, as v_round
+
+    def along_x(left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
+        low = left.to(torch.float64)
+        return torch.addcmul(low, right.to(torch.float64).sub_(low), a).to(torch.float32)
+
+    f0, f1 = along_x(p00, p01), along_x(p10, p11)
+    step = f1.sub_(f0).to(torch.float64)  # f1 - f0 rounded in float32, as OpenCV's v_sub
+    value = torch.addcmul(f0.to(torch.float64), step, b).to(torch.float32)
+    return value.round_().clamp_(0, 255).to(torch.int64)  # half to even, as v_round
 
 
 def _fixed_interpolate(p00, p01, p10, p11, ax, ay) -> torch.Tensor:
@@ -227,7 +250,7 @@ def _fixed_interpolate(p00, p01, p10, p11, ax, ay) -> torch.Tensor:
     w10, w11 = (32 - ax) * ay * 32, ax * ay * 32
     total = p00.to(torch.int64) * w00 + p01.to(torch.int64) * w01
     total += p10.to(torch.int64) * w10 + p11.to(torch.int64) * w11
-    return ((total + _FIXED_COEF_ROUND) >> 15).clamp_(0, 255).to(torch.uint8)
+    return ((total + _FIXED_COEF_ROUND) >> 15).clamp_(0, 255)
 
 
 @lru_cache(maxsize=8)

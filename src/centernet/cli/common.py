@@ -86,6 +86,7 @@ def engine_options(args: argparse.Namespace):
         arch=getattr(args, "arch", None),
         classes_file=getattr(args, "classes", None),
         precision=args.precision,
+        capture=getattr(args, "capture", None),
     )
 
 
@@ -106,7 +107,19 @@ def add_runtime_args(parser: argparse.ArgumentParser) -> None:
         default=None,
         choices=RUNTIME_PRECISIONS,
         help="run-time arithmetic; default: the model's own (fp32 float layers). "
-        "bf16: openvino engine on CPUs with native bf16 (avx512_bf16, AMX)",
+        "bf16: openvino engine on CPUs with native bf16 (avx512_bf16, AMX), or torch; "
+        "tf32 (CUDA), fp16: torch engine",
+    )
+
+
+def add_pipeline_arg(parser: argparse.ArgumentParser) -> None:
+    """Where pre- and post-processing run: the host, or the torch engine's device."""
+    parser.add_argument(
+        "--pipeline",
+        default="host",
+        choices=("host", "device"),
+        help="device: decode (nvJPEG on CUDA), warp, peaks and top-K in torch on --device, "
+        "only K boxes per image back to the host (a .pth checkpoint, torch engine)",
     )
 
 
@@ -123,6 +136,7 @@ def add_max_pixels(parser: argparse.ArgumentParser) -> None:
 
 def add_engine_args(parser: argparse.ArgumentParser) -> None:
     add_runtime_args(parser)
+    add_pipeline_arg(parser)
     add_max_pixels(parser)
     parser.add_argument(
         "--batch",

@@ -47,6 +47,11 @@ def add_detect(add_command: AddCommand) -> None:
     p.set_defaults(func=cmd_detect)
 
 
+def _check_pipeline(args: argparse.Namespace) -> None:
+    if args.ray and args.pipeline == "device":  # Ray actors run the host pipeline
+        raise CenterNetError("--pipeline device runs in this process: drop --ray, or use host")
+
+
 def _unique_name(path: str, taken: set[str]) -> str:
     name = Path(path).name
     stem, suffix, n = Path(name).stem, Path(name).suffix, 1
@@ -62,10 +67,11 @@ def cmd_detect(args: argparse.Namespace) -> int:
 
     from centernet.datasets.coco import category_ids_for, detections_to_coco, load_annotations
     from centernet.draw import draw_detections
-    from centernet.images import collect_image_paths
+    from centernet.images import collect_image_paths, read_image
     from centernet.pipeline import Detector
     from centernet.profiling import StageProfile
 
+    _check_pipeline(args)
     if args.ray:
         return detect_with_ray(args)
     if not args.images and not args.file_list:
@@ -81,6 +87,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
         keep_res=args.keep_res,
         options=engine_options(args),
         max_pixels=args.max_pixels,
+        pipeline=args.pipeline,
     )
     for item, reason in inputs.unmatched:  # same rule as an unreadable file: named, skipped
         print(f"centernet: skipped {item}: {reason}", file=sys.stderr)
@@ -103,7 +110,9 @@ def cmd_detect(args: argparse.Namespace) -> int:
         )
         boxes += len(result.detections)
         if args.save_images:
-            drawn = draw_detections(result.image, result.detections, detector.spec.class_names)
+            image = result.image  # None where the device pipeline decoded it on the GPU
+            image = read_image(result.source) if image is None else image
+            drawn = draw_detections(image, result.detections, detector.spec.class_names)
             cv2.imwrite(str(out / "images" / _unique_name(result.source, taken)), drawn)
     seconds = time.perf_counter() - started
     (out / "detections.json").write_text(json.dumps(entries))
@@ -162,6 +171,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise CenterNetError(f"{args.ann} lists no images")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    _check_pipeline(args)
     if args.ray:
         outcome, spec = evaluate_with_ray(args, annotations, out)
         engine_name = f"{args.engine} (ray)"
@@ -175,6 +185,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
             keep_res=args.keep_res,
             options=engine_options(args),
             max_pixels=args.max_pixels,
+            pipeline=args.pipeline,
         )
         count = min(args.limit or len(annotations.images), len(annotations.images))
         outcome = evaluate_detector(

@@ -12,6 +12,7 @@ from centernet.cli.common import (
     EXIT_OK,
     AddCommand,
     StageBars,
+    add_pipeline_arg,
     add_runtime_args,
     batches,
     engine_options,
@@ -37,6 +38,14 @@ def add_bench(add_command: AddCommand) -> None:
     p.add_argument("--images", default=None, help="folder of images: also time end to end")
     p.add_argument("--json", default=None, help="write the numbers to this file")
     add_runtime_args(p)
+    add_pipeline_arg(p)
+    p.add_argument(
+        "--capture",
+        default=None,
+        choices=("eager", "graph", "compile"),
+        help="torch engine: how passes launch; default: a CUDA graph per batch on cuda, "
+        "eager on the CPU; compile: torch.compile reduce-overhead",
+    )
     p.set_defaults(func=cmd_bench)
 
 
@@ -45,9 +54,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from centernet.engines import open_engine
     from centernet.images import collect_image_paths
     from centernet.machine import describe_machine
-    from centernet.pipeline import Detector
+    from centernet.pipeline import Detector, device_pipeline_refusal
 
     engine = open_engine(args.model, args.engine, engine_options(args))
+    if engine.name == "torch" and (args.device == "cuda" or args.pipeline == "device"):
+        return _bench_on_device(args, engine)
+    if args.pipeline == "device":
+        raise device_pipeline_refusal(engine.name)
     fixed = engine.batch_size
     batches = args.batch
     if fixed is not None and batches != [fixed]:
@@ -112,6 +125,86 @@ def cmd_bench(args: argparse.Namespace) -> int:
         }
         Path(args.json).write_text(json.dumps(data, indent=2))
     return EXIT_OK
+
+
+def _bench_on_device(args: argparse.Namespace, engine) -> int:
+    """``bench`` of a torch model on its device: network timed with CUDA events (or on
+    the CPU, synchronously), torch eager fp32 of the same network measured in the same run
+    on CUDA, and with --images and --pipeline device, end to end from JPEG bytes in memory
+    to boxes on the host."""
+    from dataclasses import replace
+
+    from centernet.bench_device import bench_torch_model
+    from centernet.engines import open_engine
+    from centernet.images import collect_image_paths, read_file
+    from centernet.machine import describe_machine
+
+    encoded: list[bytes] = []
+    if args.images and args.pipeline == "device":
+        inputs = collect_image_paths([args.images])
+        if inputs.unmatched:
+            raise CenterNetError(f"{inputs.unmatched[0][0]}: {inputs.unmatched[0][1]}")
+        encoded = [read_file(path) for path in inputs.paths]
+    baseline = None
+    if args.device == "cuda":  # the original network as PyTorch runs it by default
+        eager = replace(engine_options(args), precision="fp32", channels_last=False)
+        baseline = open_engine(args.model, "torch", replace(eager, capture="eager"))
+    settings = engine.settings
+    rows = bench_torch_model(engine, args.batch, args.iterations, args.warmup, encoded, baseline)
+    print(
+        f"{args.model}: {engine.spec.arch} on {args.device}, {settings.precision}"
+        f"{', channels_last' if settings.channels_last else ''}, {settings.capture}, input "
+        f"{engine.spec.input_size[0]}x{engine.spec.input_size[1]}, {args.iterations} "
+        f"iterations, timed {'with CUDA events' if args.device == 'cuda' else 'synchronously'}"
+        f"; {describe_machine()}"
+    )
+    columns = ["batch", "network img/s", "p50 ms", "p90 ms", "p99 ms"]
+    columns += ["eager fp32 img/s", "speed-up"] if baseline else []
+    if encoded:
+        columns += ["end-to-end img/s", "e2e batch p50 ms", "e2e batch p99 ms", "e2e / network"]
+    print("| " + " | ".join(columns) + " |")
+    print("|---" * len(columns) + "|")
+    for row in rows:
+        t = row.network
+        cells = [f"{row.batch}", f"{t.images_per_s:.1f}", f"{t.p50_ms:.2f}", f"{t.p90_ms:.2f}"]
+        cells.append(f"{t.p99_ms:.2f}")
+        if row.eager_fp32:
+            eager_rate = row.eager_fp32.images_per_s
+            cells += [f"{eager_rate:.1f}", f"{t.images_per_s / eager_rate:.2f}x"]
+        if row.e2e:
+            e2e_rate = row.e2e_images_per_s or 0.0
+            cells += [f"{e2e_rate:.1f}", f"{row.e2e.p50_ms:.2f}", f"{row.e2e.p99_ms:.2f}"]
+            cells.append(f"{e2e_rate / t.images_per_s:.0%}")
+        print("| " + " | ".join(cells) + " |")
+    if args.json:
+        data = {
+            "model": str(args.model),
+            "device": args.device,
+            "precision": settings.precision,
+            "channels_last": settings.channels_last,
+            "capture": settings.capture,
+            "pipeline": args.pipeline,
+            "machine": describe_machine(),
+            "rows": [_device_row_json(row) for row in rows],
+        }
+        Path(args.json).write_text(json.dumps(data, indent=2))
+    return EXIT_OK
+
+
+def _device_row_json(row) -> dict:
+    def timing(t):
+        if t is None:
+            return None
+        return {"images_per_s": t.images_per_s, "p50_ms": t.p50_ms, "p90_ms": t.p90_ms,
+                "p99_ms": t.p99_ms}  # fmt: skip
+
+    return {
+        "batch": row.batch,
+        "network": timing(row.network),
+        "eager_fp32": timing(row.eager_fp32),
+        "e2e_images_per_s": row.e2e_images_per_s,
+        "e2e_batch": timing(row.e2e),
+    }
 
 
 def add_report(add_command: AddCommand) -> None:
