@@ -193,7 +193,7 @@ def test_dynamic_batch_1_4_8_identical(builds, photo_paths, precision):
             assert np.allclose(runs[0][i].xyxy, other[i].xyxy, atol=1e-4, rtol=0)
 
 
-@pytest.mark.parametrize("precision", ["fp32", "int8"])
+@pytest.mark.parametrize("precision", ["fp32", "fp16", "int8"])
 def test_openvino_matches_onnxruntime(builds, photo_paths, precision, tmp_path):
     """Whatever the CPU: on one with native bf16, OpenVINO would run float layers in bf16
     unless told otherwise (boxes then differ by ~1e-2 px); fp32 must mean fp32."""
@@ -208,6 +208,10 @@ def test_openvino_matches_onnxruntime(builds, photo_paths, precision, tmp_path):
     if precision == "fp32":
         for a, b in zip(ov(photo_paths), ort(photo_paths)):
             assert_detections_close(a, b, atol=1e-3)
+    elif precision == "fp16":  # outputs found by name (the ports also carry cast names)
+        assert set(ov.engine.output_names) == {"hm_max", "hm", "wh", "reg"}
+        for a, b in zip(ov(photo_paths), ort(photo_paths)):
+            assert len(a) == len(b) == 100
     else:  # two int8 kernel sets round differently: the maps agree to quantization noise
         config = PreprocessConfig(input_size=TINY_SIZE)
         x = np.stack([preprocess_into(read_image(p), config)[0] for p in photo_paths])

@@ -84,8 +84,10 @@ class OpenVinoEngine:
         except Exception as exc:
             raise ModelFileError(f"{self.path}: {_read_failure(str(exc))}") from None
         self.input_name = self.compiled.inputs[0].get_any_name()
-        self.output_names = [o.get_any_name() for o in self.compiled.outputs]
-        self._outputs = [self.compiled.output(name) for name in self.output_names]
+        # a port can carry several names (an fp16 build's: "graph_output_cast_N" beside
+        # "hm"); outputs are always taken by their CenterNet names
+        self.output_names = [_output_name(port) for port in self.compiled.outputs]
+        self._outputs = list(self.compiled.outputs)
 
     @property
     def batch_size(self) -> int | None:
@@ -108,3 +110,11 @@ def _read_failure(text: str) -> str:
         )
     first = text.strip().splitlines()[0] if text.strip() else "unknown error"
     return f"OpenVINO cannot read this model ({first})"
+
+
+def _output_name(port) -> str:
+    """The port's CenterNet output name, if it has one."""
+    from centernet.modelfile import MAP_OUTPUTS, TOPK_OUTPUTS
+
+    known = sorted(set(port.get_names()) & {*MAP_OUTPUTS, *TOPK_OUTPUTS})
+    return known[0] if known else port.get_any_name()
