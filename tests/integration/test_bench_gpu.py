@@ -1,0 +1,70 @@
+"""benchmarks/bench_gpu.py runs (its --device cpu --quick mode, the GPU run's code path),
+and its fall-back AP (for GPU machines without pycocotools) is pycocotools' AP."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_gpu.py"
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location("bench_gpu", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_quick_cpu_run_writes_the_table(tmp_path):
+    bench_gpu = _script()
+    args = ["--device", "cpu", "--quick", "--out", str(tmp_path), "--batches", "1,2"]
+    assert bench_gpu.main([*args, "--iterations", "2", "--jpegs", "3", "--ap-images", "2"]) == 0
+    data = json.loads((tmp_path / "bench_gpu.json").read_text())
+    assert set(data["table"]) == {"fp32", "bf16"} and set(data["eager_fp32"]) == {"1", "2"}
+    for rows in data["table"].values():
+        assert [r["batch"] for r in rows] == [1, 2]
+        assert all(r["network"]["images_per_s"] > 0 and r["e2e_images_per_s"] > 0 for r in rows)
+    ap = data["ap"]["AP"]
+    assert set(ap) == {"host fp32", "device fp32", "device bf16"}
+    assert abs(ap["device fp32"] - ap["host fp32"]) <= 0.002
+    markdown = (tmp_path / "bench_gpu.md").read_text()
+    assert "| fp32 | 1 |" in markdown and "| device bf16 |" in markdown
+
+
+def test_builtin_box_ap_is_pycocotools_ap(tmp_path):
+    from centernet.datasets.synthetic import write_dataset
+    from centernet.evaluate import coco_evaluate
+
+    ann = write_dataset(tmp_path, 12, seed=3)
+    truth = json.loads(ann.read_text())["annotations"]
+    rng = np.random.default_rng(0)
+    detections = []
+    for g in truth:  # near hits, shifted duplicates and misses, with overlapping scores
+        for shift, score in [(0.05, 0.9), (0.3, 0.6), (0.0, 0.2)]:
+            if rng.random() < 0.8:
+                x, y, w, h = g["bbox"]
+                jitter = rng.normal(0, shift * max(w, h), 4)
+                box = [
+                    x + jitter[0],
+                    y + jitter[1],
+                    max(1.0, w + jitter[2]),
+                    max(1.0, h + jitter[3]),
+                ]
+                score = float(score * rng.uniform(0.8, 1))
+                detections.append(_entry(g["image_id"], g["category_id"], box, score))
+        wrong_class = 1 + g["category_id"] % 5
+        detections.append(_entry(g["image_id"], wrong_class, [5.0, 5.0, 40.0, 40.0], 0.5))
+    expected = coco_evaluate(ann, detections)["AP"]
+    assert 0.05 < expected < 0.95
+    assert _script().coco_box_ap(truth, detections) == pytest.approx(expected, abs=1e-9)
+
+
+def _entry(image_id: int, category_id: int, box: list[float], score: float) -> dict:
+    return {"image_id": image_id, "category_id": category_id, "bbox": box, "score": score}
