@@ -83,6 +83,8 @@ class DevicePipeline:
         self._side = torch.cuda.Stream(self.device) if on_cuda else None
         # a CUDA graph per batch size: pad short batches to one size (never keep_res sizes)
         self._graphs = engine.settings.capture == "graph" and not preprocess.keep_res
+        if self._graphs:  # captured now, before the pipeline's threads use the device
+            engine.runner.warm_up((batch_size, 3, *preprocess.input_size))
 
     @property
     def decodes_jpeg_on_device(self) -> bool:
@@ -133,6 +135,11 @@ class DevicePipeline:
         images: dict[int, torch.Tensor] = {}
         encoded = [m for m in members if isinstance(m.payload, bytes)]
         decoded = self.decoder([m.payload for m in encoded]) if encoded and self.decoder else []
+        if decoded and self._side is not None:
+            # the decoded pixels must be there before the warp reads them: torchvision
+            # decodes on the current (side) stream; waiting for it costs the batching
+            # thread only, and not the network running on the engine's stream
+            self._side.synchronize()
         for member, image in zip(encoded, decoded):
             if image is not None:
                 images[id(member)] = image

@@ -248,8 +248,12 @@ def test_cuda_engine_graphs_per_batch_size(precision, tiny_checkpoint):
     eager = open_engine(tiny_checkpoint, "torch", EngineOptions(input_size=TINY_SIZE, device="cuda",
                                                                 capture="eager"))  # fmt: skip
     x = torch.randn((4, 3, *TINY_SIZE), device="cuda")
-    graphed = [t.clone() for t in engine.forward(x)]
+    first = [t.clone() for t in engine.forward(x)]  # a new shape runs eagerly once
+    assert (4, 3, *TINY_SIZE) not in engine.runner.graph_shapes
+    graphed = [t.clone() for t in engine.forward(x)]  # seen again: captured, replayed
     assert (4, 3, *TINY_SIZE) in engine.runner.graph_shapes
+    for a, b in zip(first, graphed):
+        assert torch.allclose(a, b, atol=1e-5)
     tolerance = {"fp32": 1e-4, "tf32": 5e-3, "fp16": 2e-2, "bf16": 1e-1}[precision]
     for got, want in zip(graphed, eager.forward(x)):
         assert got.dtype == torch.float32 and (got - want).abs().max() < tolerance * 20

@@ -102,3 +102,16 @@ def test_cudnn_settings_follow_the_precision():
         assert torch.backends.cudnn.allow_tf32 is before
     with cudnn_arithmetic(RunSettings()):
         assert torch.backends.cudnn.allow_tf32 is before
+
+
+def test_a_shape_earns_a_graph_when_seen_again_up_to_a_cap():
+    """The capture policy (CUDA only in use): keep_res folders of many sizes run eagerly
+    instead of holding a graph per size."""
+    from centernet.engines import torch_runner
+
+    runner = NetworkRunner(make_tiny_network(), RunSettings())
+    assert not runner._worth_a_graph((1, 3, 64, 64))
+    assert runner._worth_a_graph((1, 3, 64, 64))
+    runner._graphs = {(n, 3, 8, 8): None for n in range(torch_runner.MAX_GRAPHS)}
+    assert runner._worth_a_graph((1, 3, 8, 8))  # captured already
+    assert not runner._worth_a_graph((2, 3, 64, 64)) and not runner._worth_a_graph((2, 3, 64, 64))

@@ -2,8 +2,11 @@
 
 On a GPU an eager forward pass of a small batch is bound by kernel launches, not by the
 card; a CUDA graph replays the whole pass as one launch. Each input shape gets its own
-graph with a static input buffer, captured on first use after warm-up passes (which also
-let cuDNN pick its kernels). ``channels_last`` lets cuDNN use its NHWC tensor-core kernels.
+graph with a static input buffer, captured after warm-up passes (which also let cuDNN
+pick its kernels) the second time the shape is seen, or at once when asked for
+(``warm_up``, ``input_buffer``): a folder of keep_res images of many sizes runs eagerly
+instead of holding a graph (and its memory) per size; at most ``MAX_GRAPHS`` are kept.
+``channels_last`` lets cuDNN use its NHWC tensor-core kernels.
 Half precisions (fp16, bf16) run the network's weights and activations in that type and
 hand the heads back in float32, so the sigmoid, the peak test and the boxes are float32 as
 in every other engine. ``fp32`` is true float32 (TF32 off); ``tf32`` lets cuDNN use TF32.
@@ -29,6 +32,7 @@ _DTYPES = {"fp32": torch.float32, "tf32": torch.float32, "fp16": torch.float16,
            "bf16": torch.bfloat16}  # fmt: skip
 CAPTURES = ("eager", "graph", "compile")
 _WARMUP_PASSES = 3  # before a capture: cuDNN autotuning and lazy initialisation
+MAX_GRAPHS = 16  # graphs (each with its own memory pool) one runner keeps
 
 
 @dataclass(frozen=True)
@@ -141,6 +145,7 @@ class NetworkRunner:
         if settings.capture == "compile":
             self._forward = torch.compile(self.model, mode="reduce-overhead", dynamic=False)
         self._graphs: dict[tuple[int, ...], _Graph] = {}
+        self._seen: set[tuple[int, ...]] = set()  # shapes run once, eagerly
 
     @property
     def graph_shapes(self) -> list[tuple[int, ...]]:
@@ -161,10 +166,12 @@ class NetworkRunner:
     def __call__(self, x: torch.Tensor, allow_graph: bool = True) -> tuple[torch.Tensor, ...]:
         """The maps of ``x``; ``allow_graph=False`` runs eagerly (shapes seen once, such
         as keep_res images, are not worth a graph each)."""
-        if self.settings.capture != "graph" or not allow_graph:
+        shape = tuple(x.shape)
+        if self.settings.capture == "graph" and allow_graph and self._worth_a_graph(shape):
+            graph = self._graph_for(shape, x)
+        else:
             with self.arithmetic():
                 return self.model(x) if self.settings.capture == "graph" else self._forward(x)
-        graph = self._graph_for(tuple(x.shape), x)
         if x.data_ptr() != graph.input.data_ptr():
             graph.input.copy_(x)
         graph.graph.replay()
@@ -172,10 +179,22 @@ class NetworkRunner:
 
     @torch.no_grad()
     def warm_up(self, shape: tuple[int, ...]) -> None:
-        """Run (and with graphs, capture) one pass of ``shape`` now, outside timed work."""
-        self(torch.zeros(shape, dtype=torch.float32, device=self.device))
+        """Run (with graphs: capture) one pass of ``shape`` now, outside timed work."""
+        if self.settings.capture == "graph":
+            self._graph_for(tuple(shape), None).graph.replay()
+        else:
+            self(torch.zeros(shape, dtype=torch.float32, device=self.device))
         if self.settings.on_cuda:
             torch.cuda.synchronize(self.device)
+
+    def _worth_a_graph(self, shape: tuple[int, ...]) -> bool:
+        """A graph for a shape already captured, or seen before while there is room."""
+        if shape in self._graphs:
+            return True
+        if shape not in self._seen:
+            self._seen.add(shape)
+            return False
+        return len(self._graphs) < MAX_GRAPHS
 
     def _graph_for(self, shape: tuple[int, ...], first: torch.Tensor | None) -> _Graph:
         found = self._graphs.get(shape)
