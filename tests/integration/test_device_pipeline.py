@@ -278,3 +278,20 @@ def test_fake_decoder_layout_is_what_the_warp_reads(photo_paths):
     (image,) = fake_device_decoder()([data])
     want = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     assert np.array_equal(image.numpy(), want)
+
+
+def test_onnxruntime_on_cuda_says_what_is_missing(tiny_onnx_dynamic, monkeypatch):
+    import onnxruntime as ort
+
+    from centernet.engines import open_engine
+
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("onnxruntime-gpu is installed here")
+    options = EngineOptions(device="cuda")
+    with pytest.raises(CenterNetError, match="install onnxruntime-gpu"):
+        open_engine(tiny_onnx_dynamic, "onnxruntime", options)
+    # onnxruntime-gpu present but CUDA unusable: it would quietly run on the CPU
+    available = [*ort.get_available_providers(), "CUDAExecutionProvider"]
+    monkeypatch.setattr(ort, "get_available_providers", lambda: available)
+    with pytest.raises(CenterNetError, match="could not start its CUDA provider"):
+        open_engine(tiny_onnx_dynamic, "onnxruntime", options)

@@ -71,6 +71,13 @@ class OnnxRuntimeEngine:
         except Exception as exc:
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ModelFileError(f"{self.path}: cannot load as an ONNX model ({reason})") from None
+        if options.device == "cuda" and not set(self.session.get_providers()) & set(
+            _CUDA_PROVIDERS
+        ):  # onnxruntime-gpu falls back to the CPU, with a log line, when CUDA cannot start
+            raise CenterNetError(
+                "onnxruntime could not start its CUDA provider here (no usable GPU or CUDA/"
+                "cuDNN libraries); use --device cpu"
+            )
         metadata = self.session.get_modelmeta().custom_metadata_map
         if ModelSpec.METADATA_KEY not in metadata:
             raise ModelFileError(
