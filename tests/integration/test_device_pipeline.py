@@ -280,6 +280,7 @@ def test_fake_decoder_layout_is_what_the_warp_reads(photo_paths):
     assert np.array_equal(image.numpy(), want)
 
 
+@pytest.mark.filterwarnings("ignore:Specified provider 'CUDAExecutionProvider'")
 def test_onnxruntime_on_cuda_says_what_is_missing(tiny_onnx_dynamic, monkeypatch):
     import onnxruntime as ort
 
