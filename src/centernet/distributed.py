@@ -187,6 +187,9 @@ def detect_on_ray(
     context = ray_data.DataContext.get_current()
     context.enable_progress_bars = False
     context.execution_options.preserve_order = True
+    # start once every actor has its model open: work spreads over the whole pool (and
+    # every node) instead of going to whichever actor was ready first
+    context.wait_for_min_actors_s = 300
     shards = Path(job.out) / SHARDS
     if shards.is_dir():  # shards of an earlier run would be merged with this one's
         for stale in shards.glob("*.json"):

@@ -120,8 +120,8 @@ def test_demo_end_to_end_at_reduced_size(tmp_path, capsys):
     assert "Accuracy per precision" in printed and "Images/s per precision and batch" in printed
     # each long stage announces itself (the int8-mixed search, the torch baseline's timing)
     for stage in (
-        "int8-mixed: trial int8 calibration",
-        "int8-mixed: per-layer SQNR",
+        "int8-mixed: calibration (minmax-ma)",
+        "int8-mixed: scoring each layer's effect on the boxes",
         "default_model.pth (baseline): network, batch 1",
     ):
         assert stage in printed, stage
