@@ -97,6 +97,7 @@ class OpenVinoBuildResult:
     kept: list[KeptLayer] = field(default_factory=list)  # ONNX names, as the QDQ build's
     openvino_names: dict[str, str] = field(default_factory=dict)  # ONNX node -> OpenVINO op
     skipped_images: list[str] = field(default_factory=list)
+    search: object | None = None  # int8-mixed: the layer search's SearchResult (quantize.py)
 
 
 def build_openvino(

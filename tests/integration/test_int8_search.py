@@ -184,3 +184,24 @@ def test_the_search_finds_a_layer_made_sensitive_on_purpose(
     assert recorded["all_int8"] < recorded["chosen"] and recorded["max_drop"] == 0.05
     kept = {k.node: k.reason for k in result.kept}
     assert "alone in float it raises the score" in kept[SENSITIVE]
+
+
+def test_the_openvino_target_follows_the_same_recipe(
+    tiny_onnx_dynamic, calib_dir, tmp_path, photo_paths
+):
+    pytest.importorskip("nncf")
+    from centernet.cli import main
+    from centernet.modelfile import read_file_spec
+
+    out = tmp_path / "mixed.xml"
+    code = main(
+        ["build", str(tiny_onnx_dynamic), "-o", str(out), "--precision", "int8-mixed",
+         "--calib-images", str(calib_dir), "--calib-count", "3", "--probe-images", "3",
+         "--mixed-max-layers", "2"]
+    )  # fmt: skip
+    assert code == 0 and out.with_suffix(".bin").is_file()
+    spec = read_file_spec(out)
+    assert spec.precision == "int8-mixed" and spec.extra["target"] == "openvino"
+    kept = {k["node"]: k["reason"] for k in spec.extra["kept_float"]}
+    assert set(head_output_convs(onnx.load(str(tiny_onnx_dynamic)))) <= set(kept)
+    assert main(["detect", str(out), *map(str, photo_paths[:2]), "--out", str(tmp_path / "d")]) == 0

@@ -153,6 +153,19 @@ def add_build(add_command: AddCommand) -> None:
         "per-layer SQNR with all heads float (sqnr, the older rule)",
     )
     p.add_argument(
+        "--target",
+        default=None,
+        choices=("onnx", "openvino"),
+        help="onnx: a QDQ .onnx for any runtime; openvino: an OpenVINO IR (.xml + .bin) "
+        "quantized by NNCF. Default: openvino when -o ends in .xml",
+    )
+    p.add_argument(
+        "--bias-correction",
+        default="fast",
+        choices=("fast", "full", "none"),
+        help="openvino target: NNCF's bias correction",
+    )
+    p.add_argument(
         "--keep-float",
         default=None,
         help="int8: convolutions to keep float, comma-separated node names (as a build "
@@ -192,6 +205,8 @@ def cmd_build(args: argparse.Namespace) -> int:
         max_drop=args.max_drop,
         mixed_max_layers=args.mixed_max_layers,
         mixed_probe_images=args.probe_images,
+        target=args.target or ("openvino" if args.output.endswith(".xml") else "onnx"),
+        bias_correction=args.bias_correction,
         keep_float_layers=tuple(n.strip() for n in (args.keep_float or "").split(",") if n.strip()),
     )
     with StageBars() as bars:
