@@ -72,6 +72,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="also time torch.compile reduce-overhead (fp16, batch 8); default: on cuda",
     )
     p.add_argument("--budget-s", type=float, default=450.0, help="skip optional work after")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     args = p.parse_args(argv)
     cuda = args.device == "cuda"
     args.batches = [
@@ -82,6 +83,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.precisions or ("fp32,fp16" if args.quick and cuda else default_precisions)
     ).split(",")
     args.iterations = args.iterations or (3 if args.quick else 50)
+    args.warmup = 1 if args.quick else 5
     args.jpegs = args.jpegs or (8 if args.quick else 256)
     args.ap_images = args.ap_images or (4 if args.quick else 100)
     args.compile = cuda and not args.quick if args.compile is None else args.compile
@@ -124,7 +126,7 @@ def measure_speed(args, checkpoint: Path, encoded: list[bytes], log) -> dict:
     eager = open_engine(checkpoint, "torch", eager_options)
     baseline = {}
     for batch in args.batches:
-        baseline[batch] = time_forward(eager, batch, args.iterations, 5)
+        baseline[batch] = time_forward(eager, batch, args.iterations, args.warmup)
         log(f"eager fp32 batch {batch}: {baseline[batch].images_per_s:.1f} img/s")
     del eager
     release(args.device)
@@ -140,7 +142,7 @@ def measure_speed(args, checkpoint: Path, encoded: list[bytes], log) -> dict:
             )
 
         table[precision] = bench_torch_model(
-            engine, args.batches, args.iterations, 5, encoded, on_row=heard
+            engine, args.batches, args.iterations, args.warmup, encoded, on_row=heard
         )
         settings = engine.settings
         del engine
@@ -358,6 +360,8 @@ def timing_json(t) -> dict:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     args.started = time.perf_counter()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.device == "cuda" and not torch.cuda.is_available():
         print(
             "bench_gpu: torch has no CUDA device here; run with --device cpu --quick",

@@ -86,10 +86,6 @@ class DevicePipeline:
         if self._graphs:  # captured now, before the pipeline's threads use the device
             engine.runner.warm_up((batch_size, 3, *preprocess.input_size))
 
-    @property
-    def decodes_jpeg_on_device(self) -> bool:
-        return self.decoder is not None
-
     def takes_encoded(self, data: bytes) -> bool:
         """Whether ``data`` stays encoded until the device decodes it."""
         return self.decoder is not None and decodes_on_device(data)

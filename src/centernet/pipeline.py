@@ -27,6 +27,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -37,6 +38,9 @@ from centernet.postprocess import PostprocessConfig, postprocess
 from centernet.preprocess import PreprocessConfig, keep_res_pad, preprocess_into
 from centernet.profiling import NO_PROFILE, Clock, StageProfile
 from centernet.types import Detections, Letterbox, ModelSpec
+
+if TYPE_CHECKING:  # torch only for the device pipeline: never imported by the host one
+    from centernet.device import DeviceBatch, DevicePipeline
 
 #: A file path, a decoded image (BGR, grey or BGRA array), or an encoded file in memory.
 ImageSource = str | Path | np.ndarray | bytes
@@ -138,7 +142,7 @@ class Detector:
         )
         self.postprocess_config = PostprocessConfig(max_dets=max_dets, threshold=threshold)
         self.pipeline = pipeline
-        self.device_pipeline = None  # the device stages (device.DevicePipeline), if asked for
+        self.device_pipeline: DevicePipeline | None = None  # the device stages, if asked for
         if pipeline == "device":  # torch only here: the host pipeline never imports it
             if self.engine.name != "torch":
                 raise device_pipeline_refusal(self.engine.name)
@@ -265,7 +269,9 @@ class Detector:
         readable = [m for m in members if m.result.ok]  # the device may fail to decode some
         return _Unit(batch if readable else None, readable, list(items))
 
-    def make_batch(self, members: Sequence[PreparedImage], clock: Clock = NO_PROFILE) -> np.ndarray:
+    def make_batch(
+        self, members: Sequence[PreparedImage], clock: Clock = NO_PROFILE
+    ) -> np.ndarray | DeviceBatch | None:
         """The engine's input for ``members``: their tensors stacked, padded with zero rows
         to the engine's static batch size. Frees each member's tensor (the batch holds it).
 
@@ -422,7 +428,7 @@ class _Unit:
     """What the batching thread hands the engine thread: a batch of ``members`` (None when
     there are only failures) and every input since the last unit, to hand on in order."""
 
-    batch: object | None  # np.ndarray; a DeviceBatch with the device pipeline
+    batch: np.ndarray | DeviceBatch | None
     members: list[PreparedImage]
     items: list[PreparedImage]
 

@@ -61,9 +61,12 @@ def fake_device_decoder(refuse: frozenset[bytes] = frozenset()):
 @pytest.mark.parametrize("batch", [1, 3])
 @pytest.mark.parametrize("keep_res", [False, True], ids=["fix_res", "keep_res"])
 def test_device_pipeline_gives_the_host_boxes(tiny_checkpoint, photo_paths, keep_res, batch):
+    sources = [str(path) for path in photo_paths[:3]]
+    if keep_res:  # each image runs at its own size: half-size copies keep the test fast
+        sources = [cv2.resize(cv2.imread(s), None, fx=0.5, fy=0.5) for s in sources]
     kwargs = {"batch_size": batch, "keep_res": keep_res, "options": OPTIONS}
-    host = Detector(tiny_checkpoint, **kwargs)(photo_paths)
-    device = Detector(tiny_checkpoint, pipeline="device", **kwargs)(photo_paths)
+    host = Detector(tiny_checkpoint, **kwargs)(sources)
+    device = Detector(tiny_checkpoint, pipeline="device", **kwargs)(sources)
     for a, b in zip(host, device):
         assert len(a) == 100
         assert_same_boxes(a, b)
@@ -160,7 +163,6 @@ def test_cli_detect_eval_and_bench_with_the_device_pipeline(
 ):
     tiny_checkpoint = tiny_checkpoint_128
     from centernet.datasets.synthetic import write_dataset
-    from centernet.demo import default_model_path
 
     outputs = {}
     for pipeline in ("host", "device"):
@@ -177,26 +179,23 @@ def test_cli_detect_eval_and_bench_with_the_device_pipeline(
             and abs(a["score"] - b["score"]) <= SCORE
         )
     ann = write_dataset(tmp_path / "synth", 2, seed=7)
-    args = ["eval", str(default_model_path()), "--images", str(tmp_path / "synth" / "images")]
+    coco = json.loads(ann.read_text())  # the tiny model's 3 classes: the first 3 categories
+    coco["categories"] = coco["categories"][:3]
+    coco["annotations"] = [a for a in coco["annotations"] if a["category_id"] <= 3]
+    ann.write_text(json.dumps(coco))
+    args = ["eval", str(tiny_checkpoint), "--images", str(tmp_path / "synth" / "images")]
     assert (
         main([*args, "--ann", str(ann), "--out", str(tmp_path / "ev"), "--pipeline", "device"]) == 0
     )
     report = tmp_path / "bench.json"
+    threads = torch.get_num_threads()  # bench --threads sets torch's (process-wide) count
     args = ["bench", str(tiny_checkpoint), "--pipeline", "device", "--batch", "1,2"]
-    assert (
-        main(
-            [
-                *args,
-                "--iterations",
-                "2",
-                "--images",
-                str(photo_paths[0].parent),
-                "--json",
-                str(report),
-            ]
-        )
-        == 0
-    )
+    args += ["--threads", "1", "--warmup", "0"]
+    args += ["--iterations", "2", "--images", str(photo_paths[0].parent), "--json", str(report)]
+    try:
+        assert main(args) == 0
+    finally:
+        torch.set_num_threads(threads)
     rows = json.loads(report.read_text())["rows"]
     assert [r["batch"] for r in rows] == [1, 2] and all(r["e2e_images_per_s"] > 0 for r in rows)
 

@@ -4,6 +4,8 @@ GPU)."""
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 
@@ -22,13 +24,19 @@ no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="checks the messa
 
 
 @pytest.fixture(scope="module")
+def network():
+    """One settled tiny network; each runner gets a copy (runners convert theirs)."""
+    return make_tiny_network()
+
+
+@pytest.fixture(scope="module")
 def batch():
     return torch.from_numpy(np.random.default_rng(0).standard_normal((2, 3, *TINY_SIZE)))
 
 
 @pytest.fixture(scope="module")
-def eager_fp32(batch):
-    return NetworkRunner(make_tiny_network(), RunSettings())(batch.float())
+def eager_fp32(network, batch):
+    return NetworkRunner(copy.deepcopy(network), RunSettings())(batch.float())
 
 
 def test_cpu_defaults_are_eager_contiguous_fp32():
@@ -55,8 +63,8 @@ def test_cuda_without_a_gpu_is_one_clear_error():
         RunSettings.resolve("cuda")
 
 
-def test_channels_last_gives_the_contiguous_maps(batch, eager_fp32):
-    runner = NetworkRunner(make_tiny_network(), RunSettings(channels_last=True))
+def test_channels_last_gives_the_contiguous_maps(network, batch, eager_fp32):
+    runner = NetworkRunner(copy.deepcopy(network), RunSettings(channels_last=True))
     weight = next(p for p in runner.model.parameters() if p.ndim == 4)
     assert weight.is_contiguous(memory_format=torch.channels_last)
     for got, want in zip(runner(batch.float()), eager_fp32):
@@ -66,9 +74,9 @@ def test_channels_last_gives_the_contiguous_maps(batch, eager_fp32):
 
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])
 def test_half_precisions_run_the_network_in_half_and_return_float32_maps(
-    precision, batch, eager_fp32
+    precision, network, batch, eager_fp32
 ):
-    runner = NetworkRunner(make_tiny_network(), RunSettings(precision=precision))
+    runner = NetworkRunner(copy.deepcopy(network), RunSettings(precision=precision))
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[precision]
     assert all(p.dtype == dtype for p in runner.model.parameters())
     hm_max, hm, wh, reg = runner(batch.float())
@@ -79,8 +87,8 @@ def test_half_precisions_run_the_network_in_half_and_return_float32_maps(
     assert (wh - eager_fp32[2]).abs().max() < 20 * tolerance
 
 
-def test_without_graphs_the_runner_calls_the_model_eagerly(batch, eager_fp32):
-    runner = NetworkRunner(make_tiny_network(), RunSettings())
+def test_without_graphs_the_runner_calls_the_model_eagerly(network, batch, eager_fp32):
+    runner = NetworkRunner(copy.deepcopy(network), RunSettings())
     buffer = runner.input_buffer((2, 3, *TINY_SIZE))
     buffer.copy_(batch.float())
     for allow_graph in (True, False):
@@ -104,12 +112,12 @@ def test_cudnn_settings_follow_the_precision():
         assert torch.backends.cudnn.allow_tf32 is before
 
 
-def test_a_shape_earns_a_graph_when_seen_again_up_to_a_cap():
+def test_a_shape_earns_a_graph_when_seen_again_up_to_a_cap(network):
     """The capture policy (CUDA only in use): keep_res folders of many sizes run eagerly
     instead of holding a graph per size."""
     from centernet.engines import torch_runner
 
-    runner = NetworkRunner(make_tiny_network(), RunSettings())
+    runner = NetworkRunner(copy.deepcopy(network), RunSettings())
     assert not runner._worth_a_graph((1, 3, 64, 64))
     assert runner._worth_a_graph((1, 3, 64, 64))
     runner._graphs = {(n, 3, 8, 8): None for n in range(torch_runner.MAX_GRAPHS)}
