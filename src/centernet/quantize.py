@@ -47,7 +47,7 @@ HEADS = ("hm", "wh", "reg")
 class CalibrationConfig:
     images: str
     count: int = 100
-    method: str = "minmax-ma"
+    method: str = "minmax"  # measured best (BENCHMARKS.md, issue 15)
     percentile: float = 99.999  # percentile method
     bins: int = 2048  # percentile and entropy histograms
     annotations: str | None = None  # COCO instances.json of these images (--calib-ann)

@@ -120,7 +120,7 @@ def test_demo_end_to_end_at_reduced_size(tmp_path, capsys):
     assert "Accuracy per precision" in printed and "Images/s per precision and batch" in printed
     # each long stage announces itself (the int8-mixed search, the torch baseline's timing)
     for stage in (
-        "int8-mixed: calibration (minmax-ma)",
+        "int8-mixed: calibration (minmax)",
         "int8-mixed: scoring each layer's effect on the boxes",
         "default_model.pth (baseline): network, batch 1",
     ):

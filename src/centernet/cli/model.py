@@ -116,7 +116,7 @@ def add_build(add_command: AddCommand) -> None:
     p.add_argument("--calib-count", type=positive_int, default=100, help="images to calibrate on")
     p.add_argument(
         "--calib-method",
-        default="minmax-ma",
+        default="minmax",
         choices=("minmax", "minmax-ma", "percentile", "entropy"),
         help="how activation ranges are chosen: extremes, their moving average over batches, "
         "a percentile of |x|, or the entropy (KL) threshold",
