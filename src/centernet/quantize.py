@@ -70,7 +70,7 @@ class BuildConfig:
     dynamic_batch: bool = False
     mixed_search: str = "task"  # int8-mixed: "task" (by the boxes) or "sqnr" (older rule)
     max_drop: float = 0.002  # task search: allowed AP drop against the float model
-    mixed_max_layers: int = 12  # int8-mixed: most extra convolutions kept in float
+    mixed_max_layers: int = 6  # int8-mixed: most extra convolutions kept in float
     mixed_min_drop_db: float = 1.0  # sqnr search: keep a conv whose SQNR drop exceeds this
     mixed_probe_images: int = 32  # images the layer search scores on (sqnr: first 8)
     keep_float_layers: tuple[str, ...] = ()  # convolutions the user keeps float (by name)

@@ -42,7 +42,7 @@ class SearchConfig:
     """How hard the search tries, and against what."""
 
     max_drop: float = 0.002  # allowed drop of the score (AP points / 100) against float
-    max_layers: int = 12  # never more than this many extra float layers
+    max_layers: int = 6  # never more than this many extra float layers
     probe_images: int = 32  # calibration images the candidates are scored on
     pseudo_gt_threshold: float = 0.3  # float boxes at or above this are the reference
     annotations: str | None = None  # COCO instances.json of the calibration images

@@ -142,7 +142,7 @@ def add_build(add_command: AddCommand) -> None:
     p.add_argument(
         "--mixed-max-layers",
         type=int,
-        default=12,
+        default=6,
         help="int8-mixed: most convolutions the search keeps float",
     )
     p.add_argument(
