@@ -3,7 +3,7 @@ and model in the same run.
 
     python benchmarks/bench_cpp.py [--models runs/share/int8.onnx,runs/share/fp32.onnx]
         [--images runs/share/jpegs] [--count 60] [--batch 1,4] [--fp32-batch 1]
-        [--binary build/cpp/centernet_infer] [--markdown cpp/BENCHMARK_RESULT.md]
+        [--binary build/cpp/centernet_infer] [--markdown runs/bench/cpp.md]
 
 Every run is a fresh process on the same ``--count`` JPEGs, as a user runs it:
 
