@@ -23,6 +23,7 @@ from centernet.engines.base import EngineOptions
 from centernet.errors import CenterNetError, MissingDependencyError
 
 SHARDS = "shards"
+APP_NAME = "centernet"  # the Ray Serve application
 
 
 @dataclass(frozen=True)
@@ -331,11 +332,14 @@ def deploy_on_ray_serve(
         options["num_replicas"] = scale.replicas
     deployment = serve.deployment(serve.ingress(build_app)(CenterNetReplica), **options)
     serve.start(http_options={"host": host, "port": port})
-    serve.run(deployment.bind(), name="centernet", route_prefix="/", blocking=False)
+    serve.run(deployment.bind(), name=APP_NAME, route_prefix="/", blocking=False)
     return f"http://{host}:{port}"
 
 
 def stop_ray_serve() -> None:
+    """Delete the application first (its replicas finish their requests), then stop
+    Serve: ``serve.shutdown`` alone waited 30 s for the controller and gave up."""
     from ray import serve
 
+    serve.delete(APP_NAME)
     serve.shutdown()

@@ -165,3 +165,23 @@ def test_without_ray_the_flag_says_how_to_install_it(
     )
     assert code == 2
     assert "pip install 'centernet-deploy[ray]'" in capsys.readouterr().err
+
+
+def test_serve_ray_command_answers_and_stops_on_sigterm(tiny_onnx_dynamic, photo_paths):
+    import signal
+
+    from tests.serve.conftest import request
+    from tests.serve.test_command import start_serve, stderr_of
+
+    process, url = start_serve(tiny_onnx_dynamic, "--ray", "--threshold", "0.1")
+    try:
+        answer = request(url, "POST", "/v1/detect", photo_paths[0].read_bytes(),
+                         {"Content-Type": "image/jpeg"})  # fmt: skip
+        assert answer.status == 200 and answer.json["detections"]
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(60) == 0
+        assert "SIGTERM: Ray Serve deployment stopped" in stderr_of(process)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()

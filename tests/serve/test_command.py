@@ -9,6 +9,7 @@ import queue
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
@@ -21,12 +22,15 @@ from tests.serve.test_routes import metric
 
 def start_serve(model, *options: str) -> tuple[subprocess.Popen, str]:
     """`centernet serve MODEL --port 0 ...` in a child process; its URL once it is ready."""
+    # a file, not a pipe: a chatty child (Ray logs) never blocks on a full pipe
+    errors = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 (lives as long as the process)
     process = subprocess.Popen(
         [sys.executable, "-m", "centernet.cli", "serve", str(model), "--port", "0", *options],
         stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        stderr=errors,
         text=True,
     )
+    process.errors = errors  # type: ignore[attr-defined]
     lines: queue.Queue = queue.Queue()
     threading.Thread(
         target=lambda: [lines.put(line) for line in process.stdout], daemon=True
@@ -36,12 +40,17 @@ def start_serve(model, *options: str) -> tuple[subprocess.Popen, str]:
         try:
             line = lines.get(timeout=0.5)
         except queue.Empty:
-            assert process.poll() is None, process.stderr.read()
+            assert process.poll() is None, stderr_of(process)
             continue
         if "serving" in line:
             return process, line.rsplit(" on ", 1)[1].strip()
     process.kill()
     raise AssertionError("the server did not report ready within 60 s")
+
+
+def stderr_of(process: subprocess.Popen) -> str:
+    process.errors.seek(0)  # type: ignore[attr-defined]
+    return process.errors.read()  # type: ignore[attr-defined]
 
 
 def test_sigterm_stops_accepting_and_answers_in_flight_requests(tiny_onnx_dynamic, photo_paths):
@@ -71,7 +80,7 @@ def test_sigterm_stops_accepting_and_answers_in_flight_requests(tiny_onnx_dynami
         assert [a.status for a in answers] == [200, 200, 200]
         assert all(a.json["detections"] for a in answers)
         assert process.wait(30) == 0
-        assert "SIGTERM: stopped; every accepted request was answered" in process.stderr.read()
+        assert "SIGTERM: stopped; every accepted request was answered" in stderr_of(process)
     finally:
         if process.poll() is None:
             process.kill()
