@@ -41,6 +41,10 @@ def log(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
+NO_FLOOR = "int8-mixed new (search, label-free, no noise floor), minmax-ma 100"
+DEFAULT_MIXED = "int8-mixed new (search, label-free, noise floor 1), minmax 100 (the default)"
+
+
 def accuracy_builds(calib: Path, images: Path) -> dict[str, BuildConfig]:
     def cal(method: str, count: int = 100, **kw) -> CalibrationConfig:
         return CalibrationConfig(str(images), count, method, **kw)
@@ -61,9 +65,13 @@ def accuracy_builds(calib: Path, images: Path) -> dict[str, BuildConfig]:
         "int8-mixed old (heads + SQNR, up to 6), minmax-ma 100": BuildConfig(
             "int8-mixed", cal("minmax-ma"), mixed_search="sqnr", mixed_max_layers=6
         ),
-        "int8-mixed new (search, label-free), minmax-ma 100": BuildConfig(
-            "int8-mixed", cal("minmax-ma"), mixed_max_layers=6
+        NO_FLOOR: BuildConfig(
+            "int8-mixed", cal("minmax-ma"), mixed_max_layers=6, mixed_noise_grey_levels=0.0
         ),
+        "int8-mixed new (search, label-free, noise floor 1 grey level), minmax-ma 100": (
+            BuildConfig("int8-mixed", cal("minmax-ma"), mixed_max_layers=6)
+        ),
+        DEFAULT_MIXED: BuildConfig("int8-mixed", cal("minmax")),
         "int8-mixed new (search, --calib-ann), minmax-ma 100": BuildConfig(
             "int8-mixed", cal("minmax-ma", annotations=ann), mixed_max_layers=6
         ),
@@ -79,6 +87,9 @@ def main() -> int:
     parser.add_argument("--work", required=True)
     parser.add_argument("--iterations", type=int, default=8)
     parser.add_argument("--skip-accuracy", action="store_true")
+    parser.add_argument(
+        "--only", default=None, help="re-run only the builds whose name contains this text"
+    )
     args = parser.parse_args()
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
@@ -93,11 +104,14 @@ def main() -> int:
     fp32 = work / "bundled_fp32.onnx"
     export_onnx(loaded.model, fp32, loaded.model_spec(), ExportConfig(dynamic_batch=True))
     annotations = load_annotations(Path(args.val) / "instances.json")
-    chosen_layers: list[str] = []
     configs = (
         {} if args.skip_accuracy else accuracy_builds(Path(args.calib), Path(args.calib) / "images")
     )
+    if args.only:
+        configs = {name: config for name, config in configs.items() if args.only in name}
     for i, (name, config) in enumerate({"fp32": None, **configs}.items()):
+        if args.only and config is None and "fp32" in results["accuracy"]:
+            continue
         path = fp32
         entry: dict = {}
         if config is not None:
@@ -115,9 +129,11 @@ def main() -> int:
                     "reference": result.search.reference,
                     "int8": result.search.int8,
                     "final": result.search.final,
+                    "noise_floor": result.search.noise_floor,
+                    "best_single_gain": (
+                        result.search.ranked[0].gain if result.search.ranked else None
+                    ),
                 }
-                if "label-free" in name:
-                    chosen_layers = entry["extra_float"]
         detector = Detector(path, threshold=0.0, max_dets=100, batch_size=8)
         entry["stats"] = evaluate_detector(detector, annotations, Path(args.val) / "images",
                                            args.limit).stats  # fmt: skip
@@ -125,21 +141,23 @@ def main() -> int:
         details = {k: v for k, v in entry.items() if k != "stats"}
         log(f"{name}: AP {entry['stats']['AP']:.4f} {json.dumps(details)}")
         saved.write_text(json.dumps(results, indent=2))
-    if not chosen_layers:
-        chosen_layers = (
-            results["accuracy"]
-            .get("int8-mixed new (search, label-free), minmax-ma 100", {})
-            .get("extra_float", [])
-        )
+    def chosen_by(name: str) -> list[str]:
+        return results["accuracy"].get(name, {}).get("extra_float", [])
 
-    # Part 2: speed of the recipes on the full-size model
-    calib = CalibrationConfig(str(Path(args.calib) / "images"), 100, "minmax-ma")
-    full_builds = {
-        "int8": BuildConfig("int8", calib),
-        "int8-mixed (the bundled model's search choice)": BuildConfig(
-            "int8", calib, keep_float_layers=tuple(chosen_layers)
-        ),
-    }
+    # Part 2: speed of the recipes on the full-size model; int8-mixed builds are int8 with
+    # the float layers a search chose on the bundled model (same architecture and names)
+    calib = CalibrationConfig(str(Path(args.calib) / "images"), 100, "minmax")
+    full_builds = {"int8": BuildConfig("int8", calib)}
+    for label, layers in (
+        ("int8-mixed, default search", chosen_by(DEFAULT_MIXED)),
+        ("int8-mixed, search without the noise floor", chosen_by(NO_FLOOR)),
+    ):
+        if layers:
+            name = f"{label} ({len(layers)} layers float)"
+            full_builds[name] = BuildConfig("int8", calib, keep_float_layers=tuple(layers))
+        else:
+            log(f"{label}: no extra float layer, the same graph as int8")
+    chosen_layers = chosen_by(DEFAULT_MIXED)
     paths = {"fp32": Path(args.full)}
     for i, (name, config) in enumerate(full_builds.items()):
         paths[name] = work / f"full_{i}.onnx"

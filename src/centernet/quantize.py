@@ -73,6 +73,7 @@ class BuildConfig:
     mixed_max_layers: int = 6  # int8-mixed: most extra convolutions kept in float
     mixed_min_drop_db: float = 1.0  # sqnr search: keep a conv whose SQNR drop exceeds this
     mixed_probe_images: int = 32  # images the layer search scores on (sqnr: first 8)
+    mixed_noise_grey_levels: float = 1.0  # task search: gains below this noise's effect are not worth a float layer
     keep_float_layers: tuple[str, ...] = ()  # convolutions the user keeps float (by name)
     # False quantizes the heads' last convolutions too (the logits in 8 bits): for
     # comparison with builds made before this rule, not for use
@@ -486,6 +487,7 @@ def build(
                 max_layers=config.mixed_max_layers,
                 probe_images=config.mixed_probe_images,
                 annotations=calib.annotations,
+                noise_grey_levels=config.mixed_noise_grey_levels,
             )
             built = _build_int8(
                 float_path, Path(tmp), spec, paths, reader_batch, config, search, result, progress
@@ -500,6 +502,9 @@ def build(
                     "all_int8": round(found.int8, 4),
                     "chosen": round(found.final, 4),
                     "max_drop": search.max_drop,
+                    "noise_floor": round(found.noise_floor, 4),
+                    "best_single_gain": round(found.ranked[0].gain, 4) if found.ranked else None,
+                    "noise_grey_levels": search.noise_grey_levels,
                     "probe_images": search.probe_images,
                 }
             result.nodes_quantized = len(int8_conv_names(built))

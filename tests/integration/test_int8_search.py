@@ -205,3 +205,25 @@ def test_the_openvino_target_follows_the_same_recipe(
     kept = {k["node"]: k["reason"] for k in spec.extra["kept_float"]}
     assert set(head_output_convs(onnx.load(str(tiny_onnx_dynamic)))) <= set(kept)
     assert main(["detect", str(out), *map(str, photo_paths[:2]), "--out", str(tmp_path / "d")]) == 0
+
+
+def test_the_noise_floor_is_the_float_models_own_drop_under_input_noise(
+    tiny_onnx_dynamic, calib_dir
+):
+    from dataclasses import replace
+
+    from centernet.modelfile import load_centernet_onnx
+    from centernet.sensitivity import DetectionProbe, SearchConfig
+
+    _, spec = load_centernet_onnx(tiny_onnx_dynamic)
+    paths = sorted(calib_dir.iterdir())
+    probe = DetectionProbe(paths, spec, SearchConfig(noise_grey_levels=0.0))
+    clean = [t.copy() for t in probe.tensors]
+    assert probe.use_as_reference(probe.detections(tiny_onnx_dynamic)) == pytest.approx(1.0)
+    assert probe.noise_floor(tiny_onnx_dynamic) == 0.0  # no noise: nothing to measure
+    probe.config = replace(probe.config, noise_grey_levels=80.0)
+    heavy = probe.noise_floor(tiny_onnx_dynamic)
+    assert 0.0 < heavy <= 1.0  # heavy noise moves the float model's own boxes
+    assert probe.noise_floor(tiny_onnx_dynamic) == heavy  # a fixed seed: repeatable
+    for before, after in zip(clean, probe.tensors):
+        np.testing.assert_array_equal(before, after)  # the probe images are left clean

@@ -146,6 +146,13 @@ def add_build(add_command: AddCommand) -> None:
         help="int8-mixed: most convolutions the search keeps float",
     )
     p.add_argument(
+        "--mixed-noise",
+        type=float,
+        default=1.0,
+        help="int8-mixed: a layer stays float only if it gains more than this much Gaussian "
+        "input noise (grey levels of 0-255) costs the float model; 0 keeps every gain",
+    )
+    p.add_argument(
         "--mixed-search",
         default="task",
         choices=("task", "sqnr"),
@@ -205,6 +212,7 @@ def cmd_build(args: argparse.Namespace) -> int:
         max_drop=args.max_drop,
         mixed_max_layers=args.mixed_max_layers,
         mixed_probe_images=args.probe_images,
+        mixed_noise_grey_levels=args.mixed_noise,
         target=args.target or ("openvino" if args.output.endswith(".xml") else "onnx"),
         bias_correction=args.bias_correction,
         keep_float_layers=tuple(n.strip() for n in (args.keep_float or "").split(",") if n.strip()),
@@ -234,6 +242,13 @@ def cmd_build(args: argparse.Namespace) -> int:
             f"{found.reference:.4f}, all int8 {found.int8:.4f}, this build {found.final:.4f} "
             f"(drop {found.drop:+.4f}, allowed {args.max_drop:g})"
         )
+        if found.drop > args.max_drop and found.noise_floor > 0:  # stopped short of the budget
+            best = f"; the best alone gains {found.ranked[0].gain:+.4f}" if found.ranked else ""
+            print(
+                f"  layers gaining less than the noise floor {found.noise_floor:.4f} (the float "
+                f"model's own drop under {args.mixed_noise:g} grey level(s) of input noise), "
+                f"alone or added to those kept, stay int8{best}"
+            )
     for skipped in result.skipped_images:
         print(f"centernet: calibration skipped {skipped}", file=sys.stderr)
     return EXIT_OK
