@@ -73,7 +73,9 @@ class BuildConfig:
     mixed_max_layers: int = 6  # int8-mixed: most extra convolutions kept in float
     mixed_min_drop_db: float = 1.0  # sqnr search: keep a conv whose SQNR drop exceeds this
     mixed_probe_images: int = 32  # images the layer search scores on (sqnr: first 8)
-    mixed_noise_grey_levels: float = 1.0  # task search: gains below this noise's effect are not worth a float layer
+    # task search: a gain below what this input noise costs the float model is no reason
+    # to keep a layer float
+    mixed_noise_grey_levels: float = 1.0
     keep_float_layers: tuple[str, ...] = ()  # convolutions the user keeps float (by name)
     # False quantizes the heads' last convolutions too (the logits in 8 bits): for
     # comparison with builds made before this rule, not for use
