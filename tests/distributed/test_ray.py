@@ -171,17 +171,12 @@ def test_serve_ray_command_answers_and_stops_on_sigterm(tiny_onnx_dynamic, photo
     import signal
 
     from tests.serve.conftest import request
-    from tests.serve.test_command import start_serve, stderr_of
+    from tests.serve.test_command import serve_process, stderr_of
 
-    process, url = start_serve(tiny_onnx_dynamic, "--ray", "--threshold", "0.1")
-    try:
+    with serve_process(tiny_onnx_dynamic, "--ray", "--threshold", "0.1") as (process, url):
         answer = request(url, "POST", "/v1/detect", photo_paths[0].read_bytes(),
                          {"Content-Type": "image/jpeg"})  # fmt: skip
         assert answer.status == 200 and answer.json["detections"]
         process.send_signal(signal.SIGTERM)
         assert process.wait(60) == 0
         assert "SIGTERM: Ray Serve deployment stopped" in stderr_of(process)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()

@@ -3,6 +3,7 @@ and `centernet loadtest` against a running server."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
@@ -12,6 +13,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 
 import pytest
 
@@ -20,8 +22,21 @@ from tests.serve.conftest import request
 from tests.serve.test_routes import metric
 
 
-def start_serve(model, *options: str) -> tuple[subprocess.Popen, str]:
-    """`centernet serve MODEL --port 0 ...` in a child process; its URL once it is ready."""
+@contextlib.contextmanager
+def serve_process(model, *options: str) -> Iterator[tuple[subprocess.Popen, str]]:
+    """`centernet serve MODEL --port 0 ...` in a child process and its URL once it is
+    ready; killed on the way out if the test has not stopped it."""
+    process = None
+    try:
+        process, url = _start_serve(model, *options)
+        yield process, url
+    finally:
+        if process is not None and process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def _start_serve(model, *options: str) -> tuple[subprocess.Popen, str]:
     # a file, not a pipe: a chatty child (Ray logs) never blocks on a full pipe
     errors = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 (lives as long as the process)
     process = subprocess.Popen(
@@ -45,6 +60,7 @@ def start_serve(model, *options: str) -> tuple[subprocess.Popen, str]:
         if "serving" in line:
             return process, line.rsplit(" on ", 1)[1].strip()
     process.kill()
+    process.wait()
     raise AssertionError("the server did not report ready within 60 s")
 
 
@@ -55,8 +71,8 @@ def stderr_of(process: subprocess.Popen) -> str:
 
 def test_sigterm_stops_accepting_and_answers_in_flight_requests(tiny_onnx_dynamic, photo_paths):
     # a long batching delay keeps the requests in flight when the signal comes
-    process, url = start_serve(tiny_onnx_dynamic, "--max-delay-ms", "1500", "--threshold", "0.1")
-    try:
+    options = ("--max-delay-ms", "1500", "--threshold", "0.1")
+    with serve_process(tiny_onnx_dynamic, *options) as (process, url):
         assert url.startswith("http://127.0.0.1:")
         answers: list = [None] * 3
 
@@ -81,10 +97,6 @@ def test_sigterm_stops_accepting_and_answers_in_flight_requests(tiny_onnx_dynami
         assert all(a.json["detections"] for a in answers)
         assert process.wait(30) == 0
         assert "SIGTERM: stopped; every accepted request was answered" in stderr_of(process)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
 
 
 def test_serve_reports_bad_model_and_busy_port_in_one_line(tmp_path, capsys, server):
