@@ -200,7 +200,7 @@ def search_float_layers(
     if progress:
         progress(stage, len(candidates), len(candidates))
     result.ranked.sort(key=lambda layer: -layer.gain)
-    worth = max(result.noise_floor, 0.0)
+    worth = result.noise_floor  # never negative (noise_floor clamps it)
     helpful = [layer for layer in result.ranked if layer.gain > worth][: config.max_layers]
     chosen: list[LayerGain] = []
     for step, layer in enumerate(helpful):
