@@ -1,5 +1,11 @@
 """``cv2.warpAffine(..., INTER_LINEAR)`` + normalisation, re-expressed in torch for a batch
-of images of different sizes, on any device, bit-identical to OpenCV.
+of images of different sizes, on any device, bit-identical to OpenCV for the letterbox.
+
+What is promised: for the axis-aligned letterbox affines that pre-processing makes (scale
+and translation, fix_res and keep_res), the same bytes as the installed OpenCV's
+``warpAffine``; for any other affine (a rotation), within 1 grey level in few pixels. The
+general case is not stable across OpenCV releases (5.0 matched it bit for bit, 5.1 is 1 grey
+level off in ~0.05 % of the pixels of a rotated image), and the pipeline never needs it.
 
 The device pipeline must give the host pipeline's boxes, so it must give the host's input
 tensor: one grey level of difference in a few pixels already moves scores by ~1e-5. OpenCV
@@ -15,8 +21,9 @@ has two bilinear arithmetics, and this module reproduces whichever the installed
 Every fused multiply-add is computed in float64, where the product of two float32 values is
 exact, and then rounded once to float32: the result is the fma's, whether or not the device
 contracts operations itself. Pixels outside the image read 0 (BORDER_CONSTANT).
-Measured: bit-identical to OpenCV 5.0.0 ("float") and 4.10.0 ("fixed") on photos and
-random images, fix_res and keep_res, from 5x7 to 1000x900 pixels.
+Measured: bit-identical letterboxes with OpenCV 5.1.0, 5.0.0 ("float") and 4.10.0
+("fixed") on photos and random images, fix_res and keep_res, from 5x7 to 1000x900 pixels,
+on AVX2-only, AVX-512 and AMX CPUs (``tests/unit/test_warp.py`` checks the installed one).
 """
 
 from __future__ import annotations
