@@ -33,17 +33,39 @@ def _tail(done: subprocess.CompletedProcess, lines: int = 15) -> str:
     return "\n".join((done.stdout + done.stderr).strip().splitlines()[-lines:])
 
 
+def configured(build_dir: Path) -> bool:
+    """Whether a configure of ``build_dir`` finished: CMake writes the build system
+    (Makefile, or build.ninja) only after every check passed. A CMakeCache.txt alone is
+    what a failed configure leaves behind."""
+    return (build_dir / "CMakeCache.txt").is_file() and any(
+        (build_dir / name).is_file() for name in ("Makefile", "build.ninja")
+    )
+
+
+def missing_package(output: str) -> str | None:
+    """The install line our CMake files print for a missing library, if any."""
+    for line in output.splitlines():
+        if "not found: apt-get install" in line:
+            return line.strip()
+    return None
+
+
 def build_binary(build_dir: Path = BUILD_DIR) -> Path:
-    """Configure (once) and build cpp/ into ``build_dir``; an up-to-date build is a no-op."""
+    """Configure (when no configure has finished) and build cpp/ into ``build_dir``; an
+    up-to-date build is a no-op. A failed configure leaves no cache behind, so installing
+    the missing library is enough for the next run."""
     if shutil.which("cmake") is None:
         unavailable("cmake is not installed (apt-get install cmake g++)")
-    if not (build_dir / "CMakeCache.txt").is_file():
+    if not configured(build_dir):
         # this interpreter's openvino wheel provides the OpenVINO C++ runtime
         done = _run(
             ["cmake", "-S", "cpp", "-B", str(build_dir), f"-DPython3_EXECUTABLE={sys.executable}"]
         )
         if done.returncode != 0:
-            unavailable(f"cmake could not configure cpp/ (missing C++ libraries?):\n{_tail(done)}")
+            (build_dir / "CMakeCache.txt").unlink(missing_ok=True)
+            missing = missing_package(done.stdout + done.stderr)
+            reason = f"missing C++ library: {missing}" if missing else "see CMake's output"
+            unavailable(f"cmake could not configure cpp/ ({reason}):\n{_tail(done)}")
     done = _run(["cmake", "--build", str(build_dir), "-j2"])
     if done.returncode != 0:
         pytest.fail(f"cpp/ does not build:\n{_tail(done, 40)}")
