@@ -228,7 +228,9 @@ def _compiled_precision(engine) -> str:
     return engine.compiled.get_property("INFERENCE_PRECISION_HINT").to_string()
 
 
-def test_openvino_uses_bf16_only_when_asked(builds, photo_paths, tmp_path):
+def test_openvino_bf16_only_when_asked_native_bf16_cpu_runs_it_others_refuse(
+    builds, photo_paths, tmp_path
+):
     pytest.importorskip("openvino")
     from centernet.engines import EngineOptions
     from centernet.engines.openvino import cpu_has_native_bf16

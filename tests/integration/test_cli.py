@@ -107,6 +107,20 @@ def test_detect_with_checkpoint_uses_torch_engine(tiny_checkpoint, photo_paths, 
     assert json.loads((tmp_path / "detections.json").read_text()) is not None
 
 
+def test_detect_says_once_which_engine_runs_and_whether_auto_chose_it(
+    tiny_onnx_dynamic, photo_paths, tmp_path, capsys
+):
+    from centernet.engines import auto_engine
+
+    args = ["detect", str(tiny_onnx_dynamic), str(photo_paths[0]), "--out", str(tmp_path)]
+    assert main(args) == 0
+    lines = [x for x in capsys.readouterr().err.splitlines() if x.startswith("engine:")]
+    assert lines == [f"engine: {auto_engine(tiny_onnx_dynamic)} (auto)"]
+    assert main([*args, "--engine", "onnxruntime"]) == 0
+    lines = [x for x in capsys.readouterr().err.splitlines() if x.startswith("engine:")]
+    assert lines == ["engine: onnxruntime"]
+
+
 def write_self_annotations(detector, paths, path, quantile=0.9):
     """Ground truth = every detection above a global score cut, so that each category's
     true positives outrank its false positives: a correct eval must give AP 1.0."""

@@ -176,7 +176,9 @@ def test_xml_on_another_engine_is_one_clear_line(int8_ir, photo_paths, tmp_path,
     assert err.count("\n") == 0 and "use --engine openvino" in err
 
 
-def test_bf16_on_an_xml_where_the_cpu_has_it(int8_ir, photo_paths, monkeypatch):
+def test_bf16_on_an_xml_runs_on_native_bf16_cpus_and_is_refused_on_simulated_others(
+    int8_ir, photo_paths, monkeypatch
+):
     from centernet.engines import openvino
 
     asked = EngineOptions(precision="bf16")

@@ -33,3 +33,59 @@ def test_unknown_engine_and_missing_file(tmp_path):
         open_engine(tmp_path / "m.onnx", "tensorflow")
     with pytest.raises(CenterNetError, match="no such model file"):
         open_engine(tmp_path / "missing.onnx")
+
+
+def _spec_only_onnx(path, arch: str):
+    """A minimal ONNX file carrying a ModelSpec: what auto_engine reads to choose."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from centernet.modelfile import write_spec
+    from centernet.types import ModelSpec
+
+    x = helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 32, 32])
+    y = helper.make_tensor_value_info("hm", TensorProto.FLOAT, [1, 3, 32, 32])
+    graph = helper.make_graph([helper.make_node("Identity", ["input"], ["hm"])], "g", [x], [y])
+    model = helper.make_model(graph)
+    write_spec(model, ModelSpec(arch=arch, num_classes=1, class_names=["a"]))
+    onnx.save(model, str(path))
+    return path
+
+
+def test_auto_picks_the_fastest_installed_engine_for_the_file(tmp_path, monkeypatch):
+    """The rule measured in BENCHMARKS.md ("Engine choice"): OpenVINO for an ONNX file on
+    an x86-64 CPU when installed, except DCN models; ONNX Runtime otherwise and on CUDA."""
+    from centernet import engines
+    from centernet.engines import EngineOptions, auto_engine
+
+    plain = _spec_only_onnx(tmp_path / "dlav0.onnx", "dlav0_34")
+    dcn = _spec_only_onnx(tmp_path / "dla.onnx", "dla_34")
+    resdcn = _spec_only_onnx(tmp_path / "resdcn.onnx", "resdcn_18")
+    ir = tmp_path / "model.xml"
+    ir.write_text("<net/>")
+    monkeypatch.setattr(engines, "openvino_installed", lambda: True)
+    monkeypatch.setattr(engines, "_x86_64", lambda: True)
+    assert auto_engine(plain) == "openvino"
+    assert auto_engine(dcn) == auto_engine(resdcn) == "onnxruntime"  # DeformConv
+    assert auto_engine(plain, EngineOptions(device="cuda")) == "onnxruntime"
+    assert auto_engine(tmp_path / "model.pth") == "torch"
+    assert auto_engine(ir) == "openvino"
+    monkeypatch.setattr(engines, "_x86_64", lambda: False)  # e.g. aarch64
+    assert auto_engine(plain) == "onnxruntime"
+    monkeypatch.setattr(engines, "_x86_64", lambda: True)
+    monkeypatch.setattr(engines, "openvino_installed", lambda: False)  # skipped by auto
+    assert auto_engine(plain) == "onnxruntime"
+
+
+def test_an_engine_asked_for_by_name_but_not_installed_gives_its_install_line(
+    tmp_path, monkeypatch
+):
+    import sys
+
+    from centernet.errors import MissingDependencyError
+
+    plain = _spec_only_onnx(tmp_path / "dlav0.onnx", "dlav0_34")
+    monkeypatch.setitem(sys.modules, "openvino", None)  # `import openvino` now fails
+    with pytest.raises(MissingDependencyError, match=r"pip install .*\[openvino\]"):
+        open_engine(plain, "openvino")
+    assert open_engine(plain, "auto").name == "onnxruntime"  # auto skips it

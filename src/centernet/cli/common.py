@@ -90,6 +90,13 @@ def engine_options(args: argparse.Namespace):
     )
 
 
+def announce_engine(asked: str, engine) -> None:
+    """One line on stderr at the start of a run: which engine runs the model, and whether
+    ``auto`` chose it (so a user sees what the default picked on this machine)."""
+    chosen = " (auto)" if asked == "auto" else ""
+    print(f"engine: {engine.name}{chosen}", file=sys.stderr, flush=True)
+
+
 def add_runtime_args(parser: argparse.ArgumentParser) -> None:
     """Which engine runs the model, where, with how many threads, in what arithmetic."""
     from centernet.engines import ENGINES, RUNTIME_PRECISIONS
@@ -98,7 +105,8 @@ def add_runtime_args(parser: argparse.ArgumentParser) -> None:
         "--engine",
         default="auto",
         choices=ENGINES,
-        help="auto: torch for .pth, onnxruntime for .onnx, openvino for an OpenVINO .xml",
+        help="auto: torch for .pth, openvino for .xml; for .onnx the fastest installed: "
+        "openvino on x86-64 CPUs (not DCN models), else onnxruntime (and with --device cuda)",
     )
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="where it runs")
     parser.add_argument("--threads", type=positive_int, default=None, help="engine threads")

@@ -14,6 +14,7 @@ from centernet.cli.common import (
     EXIT_SOME_FAILED,
     AddCommand,
     add_engine_args,
+    announce_engine,
     engine_options,
     positive_int,
     progress,
@@ -89,6 +90,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
         max_pixels=args.max_pixels,
         pipeline=args.pipeline,
     )
+    announce_engine(args.engine, detector.engine)
     for item, reason in inputs.unmatched:  # same rule as an unreadable file: named, skipped
         print(f"centernet: skipped {item}: {reason}", file=sys.stderr)
     annotations = load_annotations(args.ann) if args.ann else None
@@ -187,6 +189,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
             max_pixels=args.max_pixels,
             pipeline=args.pipeline,
         )
+        announce_engine(args.engine, detector.engine)
         count = min(args.limit or len(annotations.images), len(annotations.images))
         outcome = evaluate_detector(
             detector,

@@ -14,6 +14,7 @@ from centernet.cli.common import (
     StageBars,
     add_pipeline_arg,
     add_runtime_args,
+    announce_engine,
     batches,
     engine_options,
     positive_int,
@@ -57,10 +58,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from centernet.pipeline import Detector, device_pipeline_refusal
 
     engine = open_engine(args.model, args.engine, engine_options(args))
+    if args.pipeline == "device" and engine.name != "torch":
+        raise device_pipeline_refusal(engine.name)
+    announce_engine(args.engine, engine)
     if engine.name == "torch" and (args.device == "cuda" or args.pipeline == "device"):
         return _bench_on_device(args, engine)
-    if args.pipeline == "device":
-        raise device_pipeline_refusal(engine.name)
     fixed = engine.batch_size
     batches = args.batch
     if fixed is not None and batches != [fixed]:
@@ -256,21 +258,33 @@ def add_demo(add_command: AddCommand) -> None:
     p.add_argument(
         "--calib-images", type=positive_int, default=32, help="images to calibrate int8 on"
     )
-    p.add_argument("--iterations", type=positive_int, default=8, help="timed runs per batch")
-    p.add_argument("--e2e-images", type=positive_int, default=24, help="files timed end to end")
+    p.add_argument("--iterations", type=positive_int, default=5, help="timed runs per batch")
+    p.add_argument("--e2e-images", type=positive_int, default=16, help="files timed end to end")
+    p.add_argument(
+        "--batch", type=batches, default="1,8", help="batch sizes timed, comma-separated"
+    )
     p.set_defaults(func=cmd_demo)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from centernet.demo import EVAL_SEED, REFERENCE_ACCURACY, DemoConfig, run_demo
-    from centernet.report import ReportConfig
+    from dataclasses import replace
+
+    from centernet.demo import (
+        EVAL_SEED,
+        REFERENCE_ACCURACY,
+        DemoConfig,
+        first_run_report,
+        run_demo,
+    )
 
     started = time.perf_counter()
-    config = DemoConfig(
-        images=args.images,
-        calib_images=args.calib_images,
-        report=ReportConfig(iterations=args.iterations, e2e_images=args.e2e_images),
+    report = replace(
+        first_run_report(),
+        batches=tuple(args.batch),
+        iterations=args.iterations,
+        e2e_images=args.e2e_images,
     )
+    config = DemoConfig(images=args.images, calib_images=args.calib_images, report=report)
 
     def step(text: str) -> None:
         print(f"[{time.perf_counter() - started:5.0f} s] {text}", flush=True)
@@ -287,6 +301,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print("\nImages/s per precision and batch (network only and end to end)")
     print(f"on {result.report.machine}\n")
     print(result.report.throughput_table())
+    print("\nWhere the time went (also in report.md)\n")
+    print(result.report.stage_table())
     print(
         f"\ndemo done in {time.perf_counter() - started:.0f} s: report {result.out / 'report.md'}, "
         f"plot {result.out / 'report.png'}, {len(result.annotated)} annotated images in "

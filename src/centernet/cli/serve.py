@@ -14,6 +14,7 @@ from centernet.cli.common import (
     EXIT_SOME_FAILED,
     AddCommand,
     add_runtime_args,
+    announce_engine,
     batches,
     engine_options,
     positive_int,
@@ -93,6 +94,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return _serve_on_ray(args, config)
     print(f"centernet: loading {args.model}", file=sys.stderr)
     service = DetectionService(config)
+    announce_engine(args.engine, service.detector.engine)
     sock = bind(args.host, args.port)
     url = url_of(sock)
     if not _is_loopback(args.host):
