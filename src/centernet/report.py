@@ -29,6 +29,8 @@ class ReportConfig:
     warmup: int = 2
     limit: int | None = None  # annotated images scored (first N by id)
     e2e_images: int = 32  # images timed end to end, per batch size
+    # the torch baseline end to end too (its network-only speed is what ratios use)
+    baseline_end_to_end: bool = True
     engine: str = "auto"
     threads: int | None = None
     device: str = "cpu"
@@ -52,6 +54,8 @@ class Report:
     rows: list[ModelRow]
     config: ReportConfig
     machine: str = field(default_factory=describe_machine)
+    # seconds per stage of the run that made the report (``centernet demo`` fills it)
+    stage_seconds: dict[str, float] = field(default_factory=dict)
 
     @property
     def baseline(self) -> ModelRow | None:
@@ -97,18 +101,35 @@ class Report:
             lines.append(line + " |")
         return "\n".join(lines)
 
+    def stage_table(self) -> str:
+        total = sum(self.stage_seconds.values())
+        lines = ["| stage | seconds | share |", "|---|---|---|"]
+        lines += [
+            f"| {stage} | {seconds:.1f} | {seconds / total:.0%} |"
+            for stage, seconds in self.stage_seconds.items()
+        ]
+        return "\n".join([*lines, f"| total | {total:.1f} | 100% |"])
+
     def markdown(self) -> str:
-        return (
+        baseline_e2e = "" if self.config.baseline_end_to_end else (
+            " The torch baseline is timed network-only (the ratios use that)."
+        )
+        text = (
             f"# CenterNet report\n\nMachine: {self.machine}. Images/s are medians of "
-            f"{self.config.iterations} runs (network-only, random input) and wall time over "
-            f"{self.config.e2e_images} files (end-to-end).\n\n## Accuracy (COCO)\n\n"
+            f"{self.config.iterations} runs after {self.config.warmup} warm-up runs "
+            f"(network-only, random input) and wall time over {self.config.e2e_images} files "
+            f"(end-to-end).{baseline_e2e}\n\n## Accuracy (COCO)\n\n"
             f"{self.accuracy_table()}\n\n## Throughput (images/s)\n\n{self.throughput_table()}\n"
         )
+        if self.stage_seconds:
+            text += f"\n## Where the time went\n\n{self.stage_table()}\n"
+        return text
 
     def to_json(self) -> dict:
         return {
             "machine": self.machine,
             "config": {k: v for k, v in self.config.__dict__.items()},
+            "stage_seconds": self.stage_seconds,
             "models": [
                 {
                     "name": r.name,
@@ -184,6 +205,8 @@ def measure_model(
             config.warmup,
             progress=_staged(progress, f"{name}: network, batch {batch}"),
         )
+        if baseline and not config.baseline_end_to_end:
+            continue
         count = max(config.e2e_images, 2 * batch)
         work = (paths * (count // max(1, len(paths)) + 1))[:count]
         row.e2e[batch] = time_end_to_end(
