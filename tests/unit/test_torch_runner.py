@@ -123,3 +123,15 @@ def test_a_shape_earns_a_graph_when_seen_again_up_to_a_cap(network):
     runner._graphs = {(n, 3, 8, 8): None for n in range(torch_runner.MAX_GRAPHS)}
     assert runner._worth_a_graph((1, 3, 8, 8))  # captured already
     assert not runner._worth_a_graph((2, 3, 64, 64)) and not runner._worth_a_graph((2, 3, 64, 64))
+
+
+def test_cuda_defaults_channels_last_for_half_precisions_only(monkeypatch):
+    """cuDNN's NCHW kernels measured faster for fp32 on an H200, NHWC for tf32/fp16/bf16
+    (BENCHMARKS.md "GPU"); CUDA is simulated here, the defaults are plain logic."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert not RunSettings.resolve("cuda", "fp32").channels_last
+    for precision in ("tf32", "fp16", "bf16"):
+        settings = RunSettings.resolve("cuda", precision)
+        assert settings.channels_last and settings.capture == "graph"
+    assert RunSettings.resolve("cuda", "fp32", channels_last=True).channels_last  # asked for
+    assert not RunSettings.resolve("cpu", "bf16").channels_last

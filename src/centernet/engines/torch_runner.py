@@ -74,15 +74,21 @@ class RunSettings:
         channels_last: bool | None = None,
         capture: str | None = None,
     ) -> RunSettings:
-        """Settings with the device's best defaults for what is not given: on CUDA,
-        channels_last and a CUDA graph per shape; on the CPU, contiguous and eager."""
+        """Settings with the device's best defaults for what is not given: on CUDA, a
+        CUDA graph per shape, and channels_last for tf32/fp16/bf16 (tensor-core NHWC
+        kernels) but not fp32, where cuDNN's NCHW kernels measured faster (H200, dlav0_34
+        at 512, batch 8: 452 against 374 img/s; BENCHMARKS.md "GPU"); on the CPU,
+        contiguous and eager."""
         on_cuda = torch.device(device).type == "cuda"
         if on_cuda and not torch.cuda.is_available():
             raise CenterNetError("torch has no CUDA device here; use --device cpu")
+        precision = precision or "fp32"
+        if channels_last is None:
+            channels_last = on_cuda and precision != "fp32"
         return cls(
             device=device,
-            precision=precision or "fp32",
-            channels_last=on_cuda if channels_last is None else channels_last,
+            precision=precision,
+            channels_last=channels_last,
             capture=capture or ("graph" if on_cuda else "eager"),
         )
 
