@@ -117,8 +117,8 @@ def evaluate_network(
 ) -> dict[str, float]:
     """COCO AP of an in-memory network through the real inference path (threshold 0)."""
     from centernet.engines.torch import TorchEngine
-    from centernet.evaluate import evaluate_detector
-    from centernet.pipeline import Detector
+    from centernet.measure.evaluate import evaluate_detector
+    from centernet.runtime.detector import Detector
 
     was_training = network.training
     engine = TorchEngine.from_network(network.eval(), spec, device)
@@ -130,36 +130,43 @@ def evaluate_network(
     return outcome.stats
 
 
+@dataclass(frozen=True)
+class CheckpointWriter:
+    """Writes this run's checkpoints: the network and what rebuilds it are the same every
+    time; only the path, epoch and (for model_last) the optimizer change."""
+
+    network: torch.nn.Module
+    arch: str
+    arch_args: dict
+    class_names: list[str]
+    input_size: tuple[int, int]
+
+    def write(self, path: Path, epoch: int, optimizer=None, extra: dict | None = None) -> None:
+        save_checkpoint(
+            path,
+            self.network,
+            epoch,
+            self.arch,
+            self.arch_args,
+            self.class_names,
+            optimizer,
+            extra=extra,
+            input_size=self.input_size,
+        )
+
+
 def train(config: TrainConfig, callback: Callable[[TrainEvent], None] | None = None) -> TrainResult:
     """Train ``config.arch`` on ``config.data``; checkpoints in the original format."""
-    device = torch.device(
-        ("cuda" if torch.cuda.is_available() else "cpu")
-        if config.device == "auto"
-        else config.device
-    )
+    device = _device(config.device)
     torch.manual_seed(config.seed)
     annotations, train_images, val_ann, val_images, root = _split(config)
     class_names = annotations.category_names
     arch_args = {"width": config.width} if config.width != 1.0 else {}
-    # channels_last: oneDNN and cuDNN convolutions run faster in NHWC (1.4x here on CPU)
-    network = create_model(config.arch, len(class_names), **arch_args)
-    network = network.to(device, memory_format=torch.channels_last)
-    if config.init:
-        state, _ = read_state_dict(config.init)
-        own = network.state_dict()
-        compatible = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
-        network.load_state_dict(compatible, strict=False)
+    network = _network(config, len(class_names), arch_args, device)
     optimizer = torch.optim.AdamW(
         network.parameters(), lr=config.lr, weight_decay=config.weight_decay
     )
-    start_epoch, best_ap, history = 1, -1.0, []
-    if config.resume:
-        saved = torch.load(config.resume, map_location=device, weights_only=True)
-        network.load_state_dict(saved["state_dict"])
-        if "optimizer" in saved:
-            optimizer.load_state_dict(saved["optimizer"])
-        start_epoch = int(saved["epoch"]) + 1
-        best_ap = float(saved.get("best_ap", -1.0))
+    start_epoch, best_ap = _resume(config, network, optimizer, device)
     dataset = CenterNetTrainSet(
         annotations,
         train_images,
@@ -168,6 +175,85 @@ def train(config: TrainConfig, callback: Callable[[TrainEvent], None] | None = N
         max_objects=config.max_objects,
         seed=config.seed,
     )
+    loader = _loader(dataset, config)
+    spec = ModelSpec(
+        arch=config.arch,
+        num_classes=len(class_names),
+        class_names=class_names,
+        input_size=(config.augment.input_size,) * 2,
+        batch="dynamic",
+        extra={"arch_args": arch_args} if arch_args else {},
+    )
+    checkpoints = CheckpointWriter(network, config.arch, arch_args, class_names, spec.input_size)
+    use_amp = config.amp and device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    last, best = out / "model_last.pth", out / "model_best.pth"
+    history: list[dict] = []
+    for epoch in range(start_epoch, config.epochs + 1):
+        dataset.epoch = epoch
+        started = time.perf_counter()
+        means, lr = _train_epoch(
+            network, loader, optimizer, scaler, epoch, config, device, use_amp, callback
+        )
+        metrics = None
+        if epoch % config.val_every == 0 or epoch == config.epochs:
+            images = Path(config.val_data or root) / "images"
+            metrics = evaluate_network(network, spec, val_ann, val_images, images, device)
+        record = {
+            "epoch": epoch,
+            "losses": means,
+            "metrics": metrics,
+            "seconds": time.perf_counter() - started,
+        }
+        history.append(record)
+        if metrics is not None and metrics["AP"] > best_ap:
+            best_ap = metrics["AP"]
+            checkpoints.write(best, epoch)
+        checkpoints.write(last, epoch, optimizer, extra={"best_ap": best_ap})
+        if callback:
+            steps = len(loader)
+            callback(
+                TrainEvent("epoch", epoch, steps, steps, means, lr, metrics, record["seconds"])
+            )
+    if not best.exists():
+        checkpoints.write(best, config.epochs)
+    (out / "train_config.json").write_text(_json(asdict(config)))
+    return TrainResult(last=last, best=best, best_ap=best_ap, history=history)
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def _network(config: TrainConfig, num_classes: int, arch_args: dict, device) -> torch.nn.Module:
+    """The network to train, on ``device``, from ``config.init``'s matching weights if given."""
+    # channels_last: oneDNN and cuDNN convolutions run faster in NHWC (1.4x here on CPU)
+    network = create_model(config.arch, num_classes, **arch_args)
+    network = network.to(device, memory_format=torch.channels_last)
+    if config.init:
+        state, _ = read_state_dict(config.init)
+        own = network.state_dict()
+        compatible = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+        network.load_state_dict(compatible, strict=False)
+    return network
+
+
+def _resume(config: TrainConfig, network, optimizer, device) -> tuple[int, float]:
+    """The first epoch to run and the best AP so far (from ``config.resume``, if given)."""
+    if not config.resume:
+        return 1, -1.0
+    saved = torch.load(config.resume, map_location=device, weights_only=True)
+    network.load_state_dict(saved["state_dict"])
+    if "optimizer" in saved:
+        optimizer.load_state_dict(saved["optimizer"])
+    return int(saved["epoch"]) + 1, float(saved.get("best_ap", -1.0))
+
+
+def _loader(dataset: CenterNetTrainSet, config: TrainConfig) -> DataLoader:
     loader = DataLoader(
         dataset,
         batch_size=config.batch,
@@ -181,96 +267,35 @@ def train(config: TrainConfig, callback: Callable[[TrainEvent], None] | None = N
         raise CenterNetError(
             f"fewer training images ({len(dataset)}) than one batch ({config.batch})"
         )
-    spec = ModelSpec(
-        arch=config.arch,
-        num_classes=len(class_names),
-        class_names=class_names,
-        input_size=(config.augment.input_size,) * 2,
-        batch="dynamic",
-        extra={"arch_args": arch_args} if arch_args else {},
-    )
-    use_amp = config.amp and device.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
-    out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
+    return loader
+
+
+def _train_epoch(
+    network, loader, optimizer, scaler, epoch, config, device, use_amp, callback
+) -> tuple[dict[str, float], float]:
+    """One pass over ``loader``: the mean of each loss part, and the last learning rate."""
+    network.train()
     total_steps = config.epochs * len(loader)
-    last, best = out / "model_last.pth", out / "model_best.pth"
-    for epoch in range(start_epoch, config.epochs + 1):
-        dataset.epoch = epoch
-        network.train()
-        started = time.perf_counter()
-        running: dict[str, list[float]] = {}
-        for i, batch in enumerate(loader):
-            step = (epoch - 1) * len(loader) + i
-            lr = lr_at(step, total_steps, config)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-            batch["input"] = batch["input"].contiguous(memory_format=torch.channels_last)
-            with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
-                outputs = forward_for_training(network, batch["input"])
-            loss, parts = centernet_loss(outputs, batch, config.loss_weights)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            for k, v in parts.items():
-                running.setdefault(k, []).append(v)
-            if callback:
-                callback(TrainEvent("step", epoch, i + 1, len(loader), parts, lr))
-        means = {k: float(np.mean(v)) for k, v in running.items()}
-        metrics = None
-        if epoch % config.val_every == 0 or epoch == config.epochs:
-            metrics = evaluate_network(
-                network, spec, val_ann, val_images, Path(config.val_data or root) / "images", device
-            )
-        record = {
-            "epoch": epoch,
-            "losses": means,
-            "metrics": metrics,
-            "seconds": time.perf_counter() - started,
-        }
-        history.append(record)
-        if metrics is not None and metrics["AP"] > best_ap:
-            best_ap = metrics["AP"]
-            save_checkpoint(
-                best,
-                network,
-                epoch,
-                config.arch,
-                arch_args,
-                class_names,
-                input_size=spec.input_size,
-            )
-        save_checkpoint(
-            last,
-            network,
-            epoch,
-            config.arch,
-            arch_args,
-            class_names,
-            optimizer,
-            extra={"best_ap": best_ap},
-            input_size=spec.input_size,
-        )
+    running: dict[str, list[float]] = {}
+    lr = config.lr
+    for i, batch in enumerate(loader):
+        lr = lr_at((epoch - 1) * len(loader) + i, total_steps, config)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+        batch["input"] = batch["input"].contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
+            outputs = forward_for_training(network, batch["input"])
+        loss, parts = centernet_loss(outputs, batch, config.loss_weights)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        for k, v in parts.items():
+            running.setdefault(k, []).append(v)
         if callback:
-            callback(
-                TrainEvent(
-                    "epoch", epoch, len(loader), len(loader), means, lr, metrics, record["seconds"]
-                )
-            )
-    if not best.exists():
-        save_checkpoint(
-            best,
-            network,
-            config.epochs,
-            config.arch,
-            arch_args,
-            class_names,
-            input_size=spec.input_size,
-        )
-    (out / "train_config.json").write_text(_json(asdict(config)))
-    return TrainResult(last=last, best=best, best_ap=best_ap, history=history)
+            callback(TrainEvent("step", epoch, i + 1, len(loader), parts, lr))
+    return {k: float(np.mean(v)) for k, v in running.items()}, lr
 
 
 def _json(value) -> str:
