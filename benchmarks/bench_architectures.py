@@ -22,14 +22,12 @@ from pathlib import Path
 
 import torch
 
-from centernet.bench import Timing, time_network
+from centernet.build import BuildConfig, CalibrationConfig, ExportConfig, build, export_onnx
 from centernet.classes import class_names_for
-from centernet.engines import EngineOptions, open_engine
-from centernet.engines.torch import TorchEngine
+from centernet.engines import EngineOptions, TorchEngine, open_engine
 from centernet.errors import CenterNetError
-from centernet.export import ExportConfig, export_onnx
+from centernet.measure import Timing, time_network
 from centernet.models import ARCHS, create_model, settle_batchnorm
-from centernet.quantize import BuildConfig, CalibrationConfig, build
 from centernet.types import ModelSpec
 
 CLASSES = 80

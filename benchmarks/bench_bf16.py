@@ -22,19 +22,14 @@ from pathlib import Path
 
 import torch
 
-from centernet.bench import time_network
+from centernet.build import BuildConfig, CalibrationConfig, ExportConfig, build, export_onnx
 from centernet.classes import class_names_for
-from centernet.datasets.coco import load_annotations
+from centernet.datasets import load_annotations
 from centernet.demo import default_model_path
-from centernet.engines import EngineOptions, open_engine
-from centernet.engines.openvino import cpu_has_native_bf16
-from centernet.evaluate import evaluate_detector
-from centernet.export import ExportConfig, export_onnx
-from centernet.machine import describe_machine
-from centernet.models import create_model, settle_batchnorm
-from centernet.models.checkpoint import load_checkpoint
-from centernet.pipeline import Detector
-from centernet.quantize import BuildConfig, CalibrationConfig, build
+from centernet.engines import EngineOptions, cpu_has_native_bf16, open_engine
+from centernet.measure import describe_machine, evaluate_detector, time_network
+from centernet.models import create_model, load_checkpoint, settle_batchnorm
+from centernet.runtime import Detector
 from centernet.types import ModelSpec
 
 

@@ -30,7 +30,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from centernet.machine import describe_machine
+from centernet.measure import describe_machine
 
 REPO = Path(__file__).resolve().parents[1]
 THRESHOLD = "0.1"  # the shared models have random weights: a few boxes per image at 0.1

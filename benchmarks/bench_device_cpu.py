@@ -20,13 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
-from centernet.bench import time_end_to_end
-from centernet.datasets.coco import load_annotations
-from centernet.datasets.synthetic import write_dataset
+from centernet.datasets import load_annotations, write_dataset
 from centernet.demo import EVAL_SEED, bundled_photos, default_model_path
-from centernet.evaluate import evaluate_detector
-from centernet.machine import describe_machine
-from centernet.pipeline import Detector
+from centernet.measure import describe_machine, evaluate_detector, time_end_to_end
+from centernet.runtime import Detector
 
 
 def agreement(model: Path, paths: list[str]) -> dict:

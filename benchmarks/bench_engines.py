@@ -22,14 +22,12 @@ import sys
 import time
 from pathlib import Path
 
-from centernet.bench import time_end_to_end, time_network
-from centernet.datasets.synthetic import write_dataset
+from centernet.build import BuildConfig, CalibrationConfig, build
+from centernet.datasets import write_dataset
 from centernet.demo import CALIB_SEED, EVAL_SEED, default_model_path
 from centernet.engines import EngineOptions, open_engine
-from centernet.images import collect_image_paths
-from centernet.machine import describe_machine
-from centernet.pipeline import Detector
-from centernet.quantize import BuildConfig, CalibrationConfig, build
+from centernet.measure import describe_machine, time_end_to_end, time_network
+from centernet.runtime import Detector, collect_image_paths
 
 ENGINES = ("onnxruntime", "openvino")
 
@@ -50,8 +48,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def make_builds(args: argparse.Namespace, work: Path) -> dict[str, Path]:
-    from centernet.export import ExportConfig, export_onnx
-    from centernet.models.checkpoint import load_checkpoint
+    from centernet.build import ExportConfig, export_onnx
+    from centernet.models import load_checkpoint
 
     checkpoint = Path(args.checkpoint) if args.checkpoint else default_model_path()
     fp32 = work / "fp32.onnx"
@@ -66,7 +64,8 @@ def make_builds(args: argparse.Namespace, work: Path) -> dict[str, Path]:
     for precision in args.builds.split(","):
         path = fp32 if precision == "fp32" else work / f"{precision}.onnx"
         if not path.is_file():
-            calibration = CalibrationConfig(calib, args.calib_count) if "int8" in precision else None
+            int8 = "int8" in precision
+            calibration = CalibrationConfig(calib, args.calib_count) if int8 else None
             build(fp32, path, BuildConfig(precision, calibration))
         built[precision] = path
     return built

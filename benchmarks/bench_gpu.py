@@ -35,17 +35,19 @@ import cv2
 import numpy as np
 import torch
 
-from centernet.bench_device import DeviceBenchRow, bench_torch_model, time_forward
-from centernet.datasets.coco import load_annotations
-from centernet.datasets.synthetic import SynthConfig, render_sample, write_dataset
+from centernet.datasets import SynthConfig, load_annotations, render_sample, write_dataset
 from centernet.demo import EVAL_SEED, bundled_photos, default_model_path
 from centernet.engines import EngineOptions, open_engine
 from centernet.errors import MissingDependencyError
-from centernet.evaluate import evaluate_detector
-from centernet.machine import describe_machine
-from centernet.models import create_model, settle_batchnorm
-from centernet.models.checkpoint import save_checkpoint
-from centernet.pipeline import Detector
+from centernet.measure import (
+    DeviceBenchRow,
+    bench_torch_model,
+    describe_machine,
+    evaluate_detector,
+    time_forward,
+)
+from centernet.models import create_model, save_checkpoint, settle_batchnorm
+from centernet.runtime import Detector
 
 TARGETS = {  # issue 14, H100/H200-class GPU, dlav0_34 at 512
     "network fp16 batch 8 img/s": 2500.0,
@@ -138,7 +140,7 @@ def measure_speed(args, checkpoint: Path, encoded: list[bytes], log) -> dict:
         def heard(row: DeviceBenchRow, precision=precision) -> None:
             log(
                 f"{precision} batch {row.batch}: network {row.network.images_per_s:.1f} img/s, "
-                f"end to end {row.e2e_images_per_s:.1f} img/s"
+                f"end to end {row.end_to_end_images_per_s:.1f} img/s"
             )
 
         table[precision] = bench_torch_model(
@@ -186,7 +188,7 @@ def measure_ap(args, work: Path, log) -> dict:
 
 def builtin_box_ap(detector: Detector, annotations, image_dir: Path) -> float:
     """COCO AP@[.5:.95] for area=all, maxDets=100, no crowd, as pycocotools computes it."""
-    from centernet.datasets.coco import category_ids_for, detections_to_coco
+    from centernet.datasets import category_ids_for, detections_to_coco
 
     category_ids = category_ids_for(detector.spec.class_names, annotations)
     paths = [str(image_dir / im.file_name) for im in annotations.images]
@@ -295,7 +297,11 @@ def markdown(data: dict) -> str:
         for r in rows:
             eager = data["eager_fp32"][str(r["batch"])]["images_per_s"]
             net = r["network"]
-            rate, e2e, batch = net["images_per_s"], r["e2e_images_per_s"], r["e2e_batch"]
+            rate, e2e, batch = (
+                net["images_per_s"],
+                r["end_to_end_images_per_s"],
+                r["end_to_end_batch"],
+            )
             lines.append(
                 f"| {precision} | {r['batch']} | {rate:.0f} | {net['p50_ms']:.2f} | "
                 f"{net['p99_ms']:.2f} | {rate / eager:.2f}x | {e2e:.0f} | "
@@ -343,9 +349,9 @@ def targets(speed: dict, ap: dict) -> dict:
     fp16, fp32 = ap["AP"].get("device fp16"), ap["AP"].get("device fp32")
     measured = {
         "network fp16 batch 8 img/s": net8.network.images_per_s if net8 else None,
-        "e2e fp16 batch 32 img/s": e2e32.e2e_images_per_s if e2e32 else None,
+        "e2e fp16 batch 32 img/s": e2e32.end_to_end_images_per_s if e2e32 else None,
         "e2e / network at batch 32": (
-            e2e32.e2e_images_per_s / e2e32.network.images_per_s if e2e32 else None
+            e2e32.end_to_end_images_per_s / e2e32.network.images_per_s if e2e32 else None
         ),
         "AP fp16 - AP fp32, absolute": abs(fp16 - fp32) if None not in (fp16, fp32) else None,
     }
@@ -353,8 +359,7 @@ def targets(speed: dict, ap: dict) -> dict:
 
 
 def timing_json(t) -> dict:
-    return {"images_per_s": t.images_per_s, "p50_ms": t.p50_ms, "p90_ms": t.p90_ms,
-            "p99_ms": t.p99_ms, "mean_ms": t.mean_ms}  # fmt: skip
+    return t.to_dict()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -372,7 +377,7 @@ def main(argv: list[str] | None = None) -> int:
     def log(text: str) -> None:
         print(f"[{time.perf_counter() - args.started:5.0f} s] {text}", file=sys.stderr, flush=True)
 
-    from centernet.device_jpeg import nvjpeg_decoder
+    from centernet.runtime.device import nvjpeg_decoder
 
     nvjpeg = nvjpeg_decoder(torch.device(args.device)) is not None
     machine = machine_line(args.device, nvjpeg)
@@ -399,16 +404,7 @@ def main(argv: list[str] | None = None) -> int:
         "iterations": args.iterations,
         "eager_fp32": {str(b): timing_json(t) for b, t in speed["baseline"].items()},
         "table": {
-            precision: [
-                {
-                    "batch": r.batch,
-                    "network": timing_json(r.network),
-                    "e2e_images_per_s": r.e2e_images_per_s,
-                    "e2e_batch": timing_json(r.e2e),
-                }
-                for r in rows
-            ]
-            for precision, rows in speed["table"].items()
+            precision: [r.to_dict() for r in rows] for precision, rows in speed["table"].items()
         },  # fmt: skip
         "compiled": timing_json(compiled)
         if compiled is not None and not isinstance(compiled, str)

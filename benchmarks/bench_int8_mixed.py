@@ -16,13 +16,12 @@ import json
 import sys
 from pathlib import Path
 
-from centernet.datasets.coco import load_annotations
+from centernet.build import BuildConfig, CalibrationConfig, ExportConfig, build, export_onnx
+from centernet.datasets import load_annotations
 from centernet.engines import EngineOptions
-from centernet.evaluate import evaluate_detector
-from centernet.export import ExportConfig, export_onnx
-from centernet.models.checkpoint import load_checkpoint
-from centernet.pipeline import Detector
-from centernet.quantize import BuildConfig, CalibrationConfig, build
+from centernet.measure import evaluate_detector
+from centernet.models import load_checkpoint
+from centernet.runtime import Detector
 
 
 def main() -> int:

@@ -24,15 +24,12 @@ import sys
 import time
 from pathlib import Path
 
-from centernet.bench import time_network
-from centernet.datasets.coco import load_annotations
+from centernet.build import BuildConfig, CalibrationConfig, ExportConfig, build, export_onnx
+from centernet.datasets import load_annotations
 from centernet.engines import EngineOptions, open_engine
-from centernet.evaluate import evaluate_detector
-from centernet.export import ExportConfig, export_onnx
-from centernet.machine import describe_machine
-from centernet.models.checkpoint import load_checkpoint
-from centernet.pipeline import Detector
-from centernet.quantize import BuildConfig, CalibrationConfig, build
+from centernet.measure import describe_machine, evaluate_detector, time_network
+from centernet.models import load_checkpoint
+from centernet.runtime import Detector
 
 BUNDLED = Path(__file__).resolve().parents[1] / "src/centernet/assets/default_model.pth"
 

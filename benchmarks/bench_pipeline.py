@@ -26,15 +26,12 @@ import cv2
 import numpy as np
 import torch
 
-from centernet.bench import time_end_to_end, time_network
+from centernet.build import BuildConfig, CalibrationConfig, ExportConfig, build, export_onnx
 from centernet.classes import class_names_for
 from centernet.engines import EngineOptions, open_engine
-from centernet.export import ExportConfig, export_onnx
-from centernet.models import create_model, settle_batchnorm
-from centernet.models.checkpoint import load_checkpoint
-from centernet.pipeline import Detector
-from centernet.preprocess import get_affine_transform
-from centernet.quantize import BuildConfig, CalibrationConfig, build
+from centernet.measure import time_end_to_end, time_network
+from centernet.models import create_model, load_checkpoint, settle_batchnorm
+from centernet.runtime import Detector, get_affine_transform
 from centernet.types import COCO_MEAN, COCO_STD, ModelSpec
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -45,7 +42,7 @@ def original_path(network: torch.nn.Module, paths: list[str], size: int) -> floa
     """Images/s of the original research code's per-image test path."""
     mean = np.array(COCO_MEAN, np.float32).reshape(1, 1, 3)
     std = np.array(COCO_STD, np.float32).reshape(1, 1, 3)
-    from centernet.preprocess import PreprocessConfig, make_letterbox
+    from centernet.runtime import PreprocessConfig, make_letterbox
 
     start = time.perf_counter()
     with torch.no_grad():

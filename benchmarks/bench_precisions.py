@@ -22,16 +22,12 @@ from pathlib import Path
 
 import torch
 
-from centernet.bench import time_network
-from centernet.datasets.coco import load_annotations
-from centernet.engines import EngineOptions, open_engine
-from centernet.engines.torch import TorchEngine
-from centernet.evaluate import evaluate_detector
-from centernet.export import ExportConfig, export_onnx
-from centernet.models import create_model, settle_batchnorm
-from centernet.models.checkpoint import load_checkpoint, save_checkpoint
-from centernet.pipeline import Detector
-from centernet.quantize import BuildConfig, CalibrationConfig, build
+from centernet.build import BuildConfig, CalibrationConfig, ExportConfig, build, export_onnx
+from centernet.datasets import load_annotations
+from centernet.engines import EngineOptions, TorchEngine, open_engine
+from centernet.measure import evaluate_detector, time_network
+from centernet.models import create_model, load_checkpoint, save_checkpoint, settle_batchnorm
+from centernet.runtime import Detector
 
 PRECISIONS = ("fp32", "fp16", "int8", "int8-mixed")
 

@@ -22,8 +22,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from centernet.postprocess import PostprocessConfig, postprocess
-from centernet.preprocess import PreprocessConfig, make_letterbox, preprocess_into
+from centernet.runtime import (
+    PostprocessConfig,
+    PreprocessConfig,
+    make_letterbox,
+    postprocess,
+    preprocess_into,
+)
 
 
 def median_ms(fn: Callable[[], object], repeat: int) -> float:

@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from centernet.machine import describe_machine
+from centernet.measure import describe_machine
 
 
 def run(model: str, images: Path, out: Path, ray: bool) -> float:

@@ -26,9 +26,9 @@ import threading
 import time
 from pathlib import Path
 
-from centernet.machine import describe_machine
-from centernet.pipeline import Detector
-from centernet.serve.loadtest import LoadSettings, load_uploads, run_load
+from centernet.measure import describe_machine
+from centernet.runtime import Detector
+from centernet.serve import LoadSettings, load_uploads, run_load
 
 
 def stream_rate(model: str, engine: str, images: list[bytes], batch: int) -> float:

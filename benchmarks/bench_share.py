@@ -32,7 +32,7 @@ from pathlib import Path
 
 import cv2
 
-from centernet.machine import describe_machine
+from centernet.measure import describe_machine
 
 ENGINES = ("onnxruntime", "openvino")
 BUILDS = ("fp32", "int8")
@@ -164,7 +164,7 @@ def main() -> int:
                 env,
             )
             rows = json.loads((work / "bench.json").read_text())["rows"]
-            network[config].append(rows[0]["network_images_per_s"])
+            network[config].append(rows[0]["network"]["images_per_s"])
             common = ["--out", str(work / "o"), "--engine", engine, "--batch", str(batch)]
             t1, _ = run(["detect", model, one, *common], env)
             tn, text = run(["detect", model, str(work / "jpegs"), *common, "--profile"], env)

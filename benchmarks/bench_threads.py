@@ -29,11 +29,9 @@ from pathlib import Path
 import cv2
 import onnxruntime as ort
 
-from centernet.bench import time_network
-from centernet.engines import open_engine
-from centernet.engines.onnxruntime import OnnxRuntimeEngine
-from centernet.machine import describe_machine
-from centernet.pipeline import Detector
+from centernet.engines import OnnxRuntimeEngine, open_engine
+from centernet.measure import describe_machine, time_network
+from centernet.runtime import Detector
 
 
 def ort_engine(model: str, spin: bool) -> OnnxRuntimeEngine:

@@ -18,8 +18,8 @@ export PYTHONPATH="$PWD/src:${PYTHONPATH:-}" PYTHONUNBUFFERED=1
 } 2>&1 | tee "$OUT/machine.txt"
 # The CUDA tests and the device pipeline's CPU tests on this machine's libraries.
 timeout 200 python3 -m pytest -q -p no:cacheprovider \
-  tests/integration/test_device_pipeline.py tests/unit/test_warp.py \
-  tests/unit/test_torch_runner.py 2>&1 | tee "$OUT/tests.log"
+  tests/integration/runtime/device/test_stages.py tests/unit/runtime/device/test_warp.py \
+  tests/unit/engines/test_torch_runner.py 2>&1 | tee "$OUT/tests.log"
 # The GPU table (bench_gpu stops optional work after --budget-s).
 timeout "${BENCH_TIMEOUT:-330}" python3 benchmarks/bench_gpu.py --out "$OUT" --budget-s "${BENCH_BUDGET:-240}" \
   2>&1 | tee "$OUT/bench.log"

@@ -13,10 +13,9 @@ from pathlib import Path
 
 import torch
 
-from centernet.bench_device import time_forward
 from centernet.engines import EngineOptions, open_engine
-from centernet.models import create_model, settle_batchnorm
-from centernet.models.checkpoint import save_checkpoint
+from centernet.measure import time_forward
+from centernet.models import create_model, save_checkpoint, settle_batchnorm
 
 
 def main() -> int:

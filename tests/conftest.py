@@ -7,9 +7,7 @@ from pathlib import Path
 
 import pytest
 
-TINY_WIDTH = 0.25  # DLA-34 with a quarter of the channels: same code path, milliseconds
-TINY_CLASSES = ["circle", "square", "triangle"]
-TINY_SIZE = (128, 128)
+from tests.helpers import TINY_CLASSES, TINY_WIDTH, export_tiny, make_tiny_network
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -37,17 +35,6 @@ def photo_paths() -> list[Path]:
     return paths
 
 
-def make_tiny_network(num_classes: int = len(TINY_CLASSES), seed: int = 0):
-    import torch
-
-    from centernet.models import create_model, settle_batchnorm
-
-    torch.manual_seed(seed)
-    network = create_model("dlav0_34", num_classes, width=TINY_WIDTH)
-    with torch.no_grad():  # boxes of a few cells and mid-cell centres, as a trained model gives
-        network.wh[2].bias.fill_(6.0)
-        network.reg[2].bias.fill_(0.5)
-    return settle_batchnorm(network, TINY_SIZE)
 
 
 @pytest.fixture(scope="session")
@@ -71,19 +58,6 @@ def tiny_checkpoint(tiny_network, tmp_path_factory) -> Path:
     return path
 
 
-def export_tiny(network, path: Path, **config_kwargs) -> Path:
-    from centernet.export import ExportConfig, export_onnx
-    from centernet.types import ModelSpec
-
-    spec = ModelSpec(
-        arch="dlav0_34",
-        num_classes=len(TINY_CLASSES),
-        class_names=TINY_CLASSES,
-        input_size=TINY_SIZE,
-        extra={"arch_args": {"width": TINY_WIDTH}},
-    )
-    export_onnx(network, path, spec, ExportConfig(**config_kwargs))
-    return path
 
 
 @pytest.fixture(scope="session")

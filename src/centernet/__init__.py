@@ -1,18 +1,24 @@
-"""centernet-deploy: CenterNet from a PyTorch checkpoint to a fast, quantized inference model."""
+"""centernet-deploy: CenterNet from a PyTorch checkpoint to a fast, quantized inference model.
 
-__version__ = "0.1.0"
+The packages follow the data flow: ``build`` makes model files (export, int8), ``modelfile``
+reads what a file says about itself, ``engines`` run one, ``runtime`` turns images into
+boxes (the Detector), ``measure`` scores and times, and the fronts (``cli``, ``serve``,
+``distributed``, ``demo``) call them. The names most users need are importable from here.
+"""
 
-__all__ = ["Detector", "Detections", "Letterbox", "ModelSpec", "__version__"]
+from centernet._lazy import lazy_exports
+from centernet.version import __version__
 
-
-def __getattr__(name: str):
-    # Lazy, so that `import centernet` stays cheap and never imports torch or an engine.
-    if name == "Detector":
-        from centernet.pipeline import Detector
-
-        return Detector
-    if name in ("Detections", "Letterbox", "ModelSpec"):
-        from centernet import types
-
-        return getattr(types, name)
-    raise AttributeError(f"module 'centernet' has no attribute {name!r}")
+__getattr__, __dir__, _names = lazy_exports(
+    __name__,
+    {
+        "Detector": "runtime.detector",
+        "DetectorSettings": "runtime.detector",
+        "DetectionResult": "runtime.stages",
+        "Detections": "types",
+        "Letterbox": "types",
+        "ModelSpec": "types",
+        "CenterNetError": "errors",
+    },
+)
+__all__ = [*_names, "__version__"]

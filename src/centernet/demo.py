@@ -16,13 +16,14 @@ from pathlib import Path
 
 import cv2
 
+from centernet.build.quantize import PRECISIONS, BuildConfig, CalibrationConfig, build
 from centernet.datasets.synthetic import write_dataset
-from centernet.draw import draw_detections
 from centernet.errors import CenterNetError
-from centernet.pipeline import Detector
+from centernet.measure.report import Report, ReportConfig, make_report
+from centernet.measure.report_files import write_report
 from centernet.progress import Progress
-from centernet.quantize import PRECISIONS, BuildConfig, CalibrationConfig, build
-from centernet.report import Report, ReportConfig, make_report, write_report
+from centernet.runtime.detector import Detector
+from centernet.runtime.draw import draw_detections
 
 DEFAULT_MODEL = "default_model.pth"
 EVAL_SEED = 1000  # held out: the default model trained on seed 1, validated on seed 2
@@ -128,7 +129,7 @@ def run_demo(
     """Run every step into ``out``; ``on_step`` hears the name of each step as it starts,
     ``progress`` the stages inside the long ones (int8 builds, measurements). The report
     records how long each stage took (``Report.stage_seconds``)."""
-    from centernet.export import ExportConfig, export_onnx
+    from centernet.build.export import ExportConfig, export_onnx
     from centernet.models.checkpoint import load_checkpoint
 
     clock = StageClock(progress)

@@ -1,5 +1,9 @@
 """Errors a user can act on: the CLI prints their message as one line and exits non-zero."""
 
+from __future__ import annotations
+
+import re
+
 
 class CenterNetError(Exception):
     """Base class for expected failures (bad input, bad model file, missing extra)."""
@@ -33,3 +37,21 @@ class MissingDependencyError(CenterNetError):
         super().__init__(
             f"this needs {package}, which is not installed: pip install 'centernet-deploy[{extra}]'"
         )
+
+
+#: Parameters whose command-line flag is not the parameter's name with dashes.
+_FLAG_NAMES = {"keep_float_layers": "keep-float", "calib_images": "calib-images"}
+_PARAMETER = re.compile(r'`(\w+)(?:="([^"`]*)")?`')
+
+
+def as_command_line(message: str) -> str:
+    """A library message as the command line reads it. Library messages name parameters
+    as Python does, in backquotes (`` `device="cpu"` ``, `` `max_pixels` ``); the CLI and
+    the server show the flag instead (``--device cpu``, ``--max-pixels``)."""
+
+    def flag(match: re.Match) -> str:
+        name, value = match.group(1), match.group(2)
+        text = "--" + _FLAG_NAMES.get(name, name.replace("_", "-"))
+        return text if value is None else f"{text} {value}"
+
+    return _PARAMETER.sub(flag, message)

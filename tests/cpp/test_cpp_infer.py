@@ -19,8 +19,7 @@ from pathlib import Path
 import pytest
 
 from centernet.cli import main
-from tests.conftest import export_tiny
-from tests.unit.test_images import write_bad_and_odd_images
+from tests.helpers import export_tiny, write_bad_and_odd_images
 
 THRESHOLD = 0.1  # the tiny random model scores ~0.1-0.3
 BOX_TOLERANCE_PX = 0.5
@@ -209,7 +208,7 @@ def test_json_identical_to_python_on_openvino(
 
 @pytest.fixture(scope="module")
 def builds(tiny_onnx_dynamic, photo_paths, tmp_path_factory) -> dict[str, Path]:
-    from centernet.quantize import BuildConfig, CalibrationConfig, build
+    from centernet.build.quantize import BuildConfig, CalibrationConfig, build
 
     folder = tmp_path_factory.mktemp("calib")
     for photo in photo_paths[:2]:
@@ -247,8 +246,8 @@ def test_builds_same_boxes_as_python(
 def test_openvino_ir(cpp_binary, tiny_onnx_dynamic, inputs, tmp_path, capsys):
     """An IR converted from the export, its spec in the runtime info as `build` writes it."""
     ov = pytest.importorskip("openvino")
-    from centernet.modelfile import read_file_spec
-    from centernet.openvino_ir import write_ir_spec
+    from centernet.modelfile.openvino_ir import write_ir_spec
+    from centernet.modelfile.spec import read_file_spec
 
     model = ov.convert_model(str(tiny_onnx_dynamic))
     write_ir_spec(model, read_file_spec(tiny_onnx_dynamic))

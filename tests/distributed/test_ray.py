@@ -116,12 +116,16 @@ def test_eval_on_ray_gives_the_local_metrics(tiny_onnx_dynamic, tmp_path, capsys
 
 
 def test_ray_serve_answers_like_the_plain_server(tiny_onnx_dynamic, photo_paths, local_ray):
-    from centernet.distributed import RaySettings, ServeScale, deploy_on_ray_serve, stop_ray_serve
-    from centernet.pipeline import Detector
+    from centernet.distributed.ray import (
+        RaySettings,
+        ServeScale,
+        deploy_on_ray_serve,
+        stop_ray_serve,
+    )
+    from centernet.runtime.detector import Detector
     from centernet.serve.config import BatchSettings, ServeConfig
-    from tests.integration.test_detector import assert_detections_close
-    from tests.serve.conftest import request
-    from tests.serve.test_routes import v1_detections, v2_outputs
+    from tests.helpers import assert_detections_close
+    from tests.serve.helpers import request, v1_detections, v2_outputs
 
     probe = socket.socket()
     probe.bind(("127.0.0.1", 0))
@@ -170,8 +174,7 @@ def test_without_ray_the_flag_says_how_to_install_it(
 def test_serve_ray_command_answers_and_stops_on_sigterm(tiny_onnx_dynamic, photo_paths):
     import signal
 
-    from tests.serve.conftest import request
-    from tests.serve.test_command import serve_process, stderr_of
+    from tests.serve.helpers import request, serve_process, stderr_of
 
     with serve_process(tiny_onnx_dynamic, "--ray", "--threshold", "0.1") as (process, url):
         answer = request(url, "POST", "/v1/detect", photo_paths[0].read_bytes(),

@@ -7,8 +7,8 @@ import pytest
 from centernet.datasets.coco import load_annotations
 from centernet.datasets.synthetic import write_dataset
 from centernet.demo import EVAL_SEED, default_model_path
-from centernet.evaluate import evaluate_detector
-from centernet.pipeline import Detector
+from centernet.measure.evaluate import evaluate_detector
+from centernet.runtime.detector import Detector
 
 pytest.importorskip("torch")
 

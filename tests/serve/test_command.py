@@ -3,70 +3,16 @@ and `centernet loadtest` against a running server."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import queue
 import signal
-import subprocess
-import sys
-import tempfile
 import threading
 import time
-from collections.abc import Iterator
 
 import pytest
 
 from centernet.cli import main
-from tests.serve.conftest import request
-from tests.serve.test_routes import metric
-
-
-@contextlib.contextmanager
-def serve_process(model, *options: str) -> Iterator[tuple[subprocess.Popen, str]]:
-    """`centernet serve MODEL --port 0 ...` in a child process and its URL once it is
-    ready; killed on the way out if the test has not stopped it."""
-    process = None
-    try:
-        process, url = _start_serve(model, *options)
-        yield process, url
-    finally:
-        if process is not None and process.poll() is None:
-            process.kill()
-            process.wait()
-
-
-def _start_serve(model, *options: str) -> tuple[subprocess.Popen, str]:
-    # a file, not a pipe: a chatty child (Ray logs) never blocks on a full pipe
-    errors = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 (lives as long as the process)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "centernet.cli", "serve", str(model), "--port", "0", *options],
-        stdout=subprocess.PIPE,
-        stderr=errors,
-        text=True,
-    )
-    process.errors = errors  # type: ignore[attr-defined]
-    lines: queue.Queue = queue.Queue()
-    threading.Thread(
-        target=lambda: [lines.put(line) for line in process.stdout], daemon=True
-    ).start()
-    deadline = time.perf_counter() + 60
-    while time.perf_counter() < deadline:
-        try:
-            line = lines.get(timeout=0.5)
-        except queue.Empty:
-            assert process.poll() is None, stderr_of(process)
-            continue
-        if "serving" in line:
-            return process, line.rsplit(" on ", 1)[1].strip()
-    process.kill()
-    process.wait()
-    raise AssertionError("the server did not report ready within 60 s")
-
-
-def stderr_of(process: subprocess.Popen) -> str:
-    process.errors.seek(0)  # type: ignore[attr-defined]
-    return process.errors.read()  # type: ignore[attr-defined]
+from tests.serve.helpers import metric, request, serve_process, stderr_of
 
 
 def test_sigterm_stops_accepting_and_answers_in_flight_requests(tiny_onnx_dynamic, photo_paths):

@@ -18,7 +18,7 @@ import pytest
 
 from centernet.serve.config import BatchSettings, Limits
 from centernet.serve.service import DetectionService
-from tests.serve.conftest import RunningServer, request, tiny_config
+from tests.serve.helpers import RunningServer, request, tiny_config
 
 
 def v2(inputs, **extra) -> bytes:

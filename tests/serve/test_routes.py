@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import base64
 import json
-import re
 import threading
 
 import numpy as np
 import pytest
 
-from centernet.client import detect as client_detect
-from centernet.pipeline import Detector
+from centernet.runtime.detector import Detector
+from centernet.serve.client import detect as client_detect
 from centernet.types import Detections
-from tests.integration.test_detector import assert_detections_close
-from tests.serve.conftest import THRESHOLD
+from tests.helpers import assert_detections_close
+from tests.serve.helpers import THRESHOLD, metric, v1_detections, v2_outputs
 
 
 @pytest.fixture(scope="module")
@@ -26,13 +25,6 @@ def expected(tiny_onnx_dynamic, photo_paths) -> list[Detections]:
     return found
 
 
-def v1_detections(answer) -> Detections:
-    found = answer.json["detections"]
-    return Detections(
-        np.array([d["box"] for d in found], np.float32).reshape(-1, 4),
-        np.array([d["score"] for d in found], np.float32),
-        np.array([d["class_id"] for d in found], np.int64),
-    )
 
 
 def assert_same_boxes(got: Detections, want: Detections) -> None:
@@ -86,8 +78,6 @@ def test_v1_multipart_query_parameters_and_client_helper(server, photo_paths, ex
     assert_same_boxes(from_array, expected[2])
 
 
-def v2_outputs(answer) -> dict[str, np.ndarray]:
-    return {o["name"]: np.array(o["data"]).reshape(o["shape"]) for o in answer.json["outputs"]}
 
 
 def assert_v2_matches(outputs: dict[str, np.ndarray], wants: list[Detections]) -> None:
@@ -170,10 +160,6 @@ def test_tritonclient_reads_health_metadata_and_infer(server, photo_paths, expec
         client.close()
 
 
-def metric(text: str, name: str, labels: str = "") -> float:
-    pattern = rf"^{re.escape(name)}{re.escape(labels)} (\S+)$"
-    found = re.search(pattern, text, re.M)
-    return float(found.group(1)) if found else 0.0
 
 
 def test_concurrent_requests_are_batched_and_counted(server, photo_paths, expected):

@@ -12,9 +12,9 @@ import numpy as np
 from onnxruntime.quantization import CalibrationDataReader
 
 from centernet.errors import CenterNetError, ImageReadError
-from centernet.images import IMAGE_SUFFIXES, read_image
-from centernet.preprocess import PreprocessConfig, preprocess_into
 from centernet.progress import Progress
+from centernet.runtime.images import IMAGE_SUFFIXES, read_image
+from centernet.runtime.preprocess import PreprocessConfig, preprocess_into
 from centernet.types import ModelSpec
 
 

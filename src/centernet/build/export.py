@@ -17,65 +17,16 @@ from pathlib import Path
 import numpy as np
 import onnx
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from centernet.errors import CenterNetError
-from centernet.modelfile import INPUT_NAME, MAP_OUTPUTS, TOPK_OUTPUTS, write_spec
+from centernet.modelfile.spec import INPUT_NAME, MAP_OUTPUTS, TOPK_OUTPUTS, write_spec
+from centernet.models.deploy import DeployModel, TopKDeployModel
 from centernet.types import ModelSpec
 
 OUTPUT_MODES = ("maps", "topk")
 MIN_OPSET = 17
 DEFORM_CONV_OPSET = 19  # ONNX's standard DeformConv (with the DCNv2 mask) starts here
-
-
-class DeployModel(nn.Module):
-    """Network + sigmoid on ``hm`` + 3x3 max-pool of the heatmap, as a 4-tuple of maps."""
-
-    def __init__(self, network: nn.Module) -> None:
-        super().__init__()
-        self.network = network
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        out = self.network(x)
-        hm = torch.sigmoid(out["hm"])
-        hm_max = F.max_pool2d(hm, kernel_size=3, stride=1, padding=1)
-        return hm_max, hm, out["wh"], out["reg"]
-
-
-class TopKDeployModel(nn.Module):
-    """DeployModel followed by ctdet_decode's peak top-K, all in the graph.
-
-    Outputs ``boxes`` (N, K, 4) xyxy in output-map cells, ``scores`` (N, K) and
-    ``classes`` (N, K): the host only maps K boxes through the inverse affine instead of
-    reading two C x H x W maps.
-    """
-
-    def __init__(self, network: nn.Module, k: int = 100) -> None:
-        super().__init__()
-        self.maps = DeployModel(network)
-        self.k = k
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        hm_max, hm, wh, reg = self.maps(x)
-        width = hm.shape[3]
-        cells = hm.shape[2] * width
-        peaks = torch.where(hm == hm_max, hm, torch.zeros_like(hm))
-        scores, index = torch.topk(peaks.flatten(1), self.k, dim=1)
-        classes = torch.div(index, cells, rounding_mode="floor")
-        position = index - classes * cells
-        ys = torch.div(position, width, rounding_mode="floor")
-        xs = position - ys * width
-        at = position.unsqueeze(1).expand(-1, 2, -1)
-        offset = torch.gather(reg.flatten(2), 2, at)
-        size = torch.gather(wh.flatten(2), 2, at)
-        cx = xs.to(hm.dtype) + offset[:, 0]
-        cy = ys.to(hm.dtype) + offset[:, 1]
-        boxes = torch.stack(
-            [cx - size[:, 0] / 2, cy - size[:, 1] / 2, cx + size[:, 0] / 2, cy + size[:, 1] / 2],
-            dim=2,
-        )
-        return boxes, scores, classes
 
 
 @dataclass(frozen=True)

@@ -27,11 +27,16 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from centernet.calibration import ImageCalibrationReader, calibration_paths
+from centernet.build.calibration import ImageCalibrationReader, calibration_paths
+from centernet.build.sensitivity import (
+    DetectionProbe,
+    SearchConfig,
+    SearchResult,
+    search_float_layers,
+)
 from centernet.errors import CenterNetError
-from centernet.modelfile import INPUT_NAME, load_centernet_onnx, write_spec
+from centernet.modelfile.spec import INPUT_NAME, load_centernet_onnx, write_spec
 from centernet.progress import Progress
-from centernet.sensitivity import DetectionProbe, SearchConfig, SearchResult, search_float_layers
 from centernet.types import ModelSpec
 
 PRECISIONS = ("fp32", "fp16", "int8", "int8-mixed")
@@ -529,7 +534,7 @@ def _build_for_openvino(
     layers asked for, and for int8-mixed the layers the search picks on the QDQ graph."""
     from dataclasses import replace
 
-    from centernet.quantize_openvino import NncfSettings, OpenVinoBuildConfig, build_openvino
+    from centernet.build.quantize_openvino import NncfSettings, OpenVinoBuildConfig, build_openvino
 
     keep: dict[str, str] = {}
     found = None

@@ -12,7 +12,7 @@ renames convolutions (a Conv with a bias becomes ``<name>/WithoutBiases`` + a bi
 The decode (the heatmap Sigmoid and every op after it) always stays float, as in the QDQ
 build, so that ``hm`` and ``hm_max`` stay exactly comparable for peak finding.
 
-openvino and nncf are imported only inside the build, so ``import centernet.quantize``
+openvino and nncf are imported only inside the build, so ``import centernet.build.quantize``
 (which may import this module) stays torch-free; NNCF itself imports torch when present.
 """
 
@@ -30,15 +30,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import onnx
 
-from centernet.calibration import ImageCalibrationReader, calibration_paths
+from centernet.build.calibration import ImageCalibrationReader, calibration_paths
 from centernet.errors import CenterNetError, MissingDependencyError
-from centernet.modelfile import INPUT_NAME, load_centernet_onnx
-from centernet.openvino_ir import IR_SUFFIX, write_ir_spec
+from centernet.modelfile.openvino_ir import IR_SUFFIX, write_ir_spec
+from centernet.modelfile.spec import INPUT_NAME, load_centernet_onnx
 from centernet.progress import Progress
 from centernet.types import ModelSpec
 
 if TYPE_CHECKING:  # quantize.py calls this module: import it lazily, never in a cycle
-    from centernet.quantize import KeptLayer
+    from centernet.build.quantize import KeptLayer
 
 PRECISIONS = ("fp32", "fp16", "int8", "int8-mixed")
 PRESETS = ("performance", "mixed")  # NNCF: symmetric / asymmetric activations
@@ -261,7 +261,7 @@ def _quiet_nncf() -> Iterator[None]:
 
 def _layers_to_keep(onnx_model: onnx.ModelProto, config: OpenVinoBuildConfig) -> list[KeptLayer]:
     """The caller's float layers, then the by-design ones (each node once)."""
-    from centernet.quantize import KeptLayer, float_by_design
+    from centernet.build.quantize import KeptLayer, float_by_design
 
     kept = [KeptLayer(node, reason) for node, reason in config.keep_float.items()]
     if config.keep_float_by_design:

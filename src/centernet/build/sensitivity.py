@@ -34,13 +34,13 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from centernet.calibration import preprocess_config_for
+from centernet.build.calibration import preprocess_config_for
 from centernet.engines.base import EngineOptions
 from centernet.errors import CenterNetError, ImageReadError, MissingDependencyError
-from centernet.images import read_image
-from centernet.postprocess import PostprocessConfig, postprocess
-from centernet.preprocess import preprocess_into
 from centernet.progress import Progress
+from centernet.runtime.images import read_image
+from centernet.runtime.postprocess import PostprocessConfig, postprocess
+from centernet.runtime.preprocess import preprocess_into
 from centernet.types import Detections, Letterbox, ModelSpec
 
 
@@ -114,7 +114,7 @@ class DetectionProbe:
     def detections(self, model: onnx.ModelProto | Path) -> list[Detections]:
         """The model's boxes on every probe image (threshold 0, 100 per image)."""
         from centernet.engines.onnxruntime import OnnxRuntimeEngine
-        from centernet.modelfile import write_spec
+        from centernet.modelfile.spec import write_spec
 
         with tempfile.TemporaryDirectory() as tmp:
             path = model if isinstance(model, Path) else Path(tmp) / "probe.onnx"

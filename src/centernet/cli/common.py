@@ -13,6 +13,13 @@ AddCommand = Callable[..., argparse.ArgumentParser]
 """``add_command(name, help=...)``: adds one subcommand's parser (see ``parser.py``)."""
 
 
+def report_skipped(source: object, reason: str) -> None:
+    """One line on stderr for an input that was skipped, and why (in command-line words)."""
+    from centernet.errors import as_command_line
+
+    print(f"centernet: skipped {source}: {as_command_line(reason)}", file=sys.stderr)
+
+
 def input_size(text: str) -> tuple[int, int]:
     """'512' or 'HxW' -> (height, width), multiples of 32."""
     try:
@@ -90,6 +97,22 @@ def engine_options(args: argparse.Namespace):
     )
 
 
+def detector_settings(args: argparse.Namespace, threshold: float, max_dets: int):
+    """The DetectorSettings that detect and eval (locally or in Ray actors) run with."""
+    from centernet.runtime.detector import DetectorSettings
+
+    return DetectorSettings(
+        engine=args.engine,
+        threshold=threshold,
+        max_dets=max_dets,
+        batch_size=args.batch,
+        keep_res=args.keep_res,
+        options=engine_options(args),
+        max_pixels=args.max_pixels,
+        pipeline=getattr(args, "pipeline", "host"),
+    )
+
+
 def announce_engine(asked: str, engine) -> None:
     """One line on stderr at the start of a run: which engine runs the model, and whether
     ``auto`` chose it (so a user sees what the default picked on this machine)."""
@@ -132,7 +155,7 @@ def add_pipeline_arg(parser: argparse.ArgumentParser) -> None:
 
 
 def add_max_pixels(parser: argparse.ArgumentParser) -> None:
-    from centernet.images import DEFAULT_MAX_PIXELS
+    from centernet.runtime.images import DEFAULT_MAX_PIXELS
 
     parser.add_argument(
         "--max-pixels",
@@ -162,7 +185,7 @@ def add_engine_args(parser: argparse.ArgumentParser) -> None:
 
 
 def batches(text: str) -> list[int]:
-    from centernet.bench import parse_batches
+    from centernet.measure.bench import parse_batches
 
     try:
         return parse_batches(text)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -15,9 +14,10 @@ from centernet.cli.common import (
     AddCommand,
     add_engine_args,
     announce_engine,
-    engine_options,
+    detector_settings,
     positive_int,
     progress,
+    report_skipped,
 )
 from centernet.cli.distributed import add_ray_args, detect_with_ray, evaluate_with_ray
 from centernet.errors import CenterNetError
@@ -67,10 +67,10 @@ def cmd_detect(args: argparse.Namespace) -> int:
     import cv2
 
     from centernet.datasets.coco import category_ids_for, detections_to_coco, load_annotations
-    from centernet.draw import draw_detections
-    from centernet.images import collect_image_paths, read_image
-    from centernet.pipeline import Detector
-    from centernet.profiling import StageProfile
+    from centernet.runtime.detector import Detector
+    from centernet.runtime.draw import draw_detections
+    from centernet.runtime.images import collect_image_paths, read_image
+    from centernet.runtime.profiling import StageProfile
 
     _check_pipeline(args)
     if args.ray:
@@ -79,20 +79,10 @@ def cmd_detect(args: argparse.Namespace) -> int:
         raise CenterNetError("no images given (files, folders, globs or --file-list)")
     inputs = collect_image_paths(args.images, args.file_list)
     paths = inputs.paths
-    detector = Detector(
-        args.model,
-        engine=args.engine,
-        threshold=args.threshold,
-        max_dets=args.max_dets,
-        batch_size=args.batch,
-        keep_res=args.keep_res,
-        options=engine_options(args),
-        max_pixels=args.max_pixels,
-        pipeline=args.pipeline,
-    )
+    detector = Detector(args.model, detector_settings(args, args.threshold, args.max_dets))
     announce_engine(args.engine, detector.engine)
     for item, reason in inputs.unmatched:  # same rule as an unreadable file: named, skipped
-        print(f"centernet: skipped {item}: {reason}", file=sys.stderr)
+        report_skipped(item, reason)
     annotations = load_annotations(args.ann) if args.ann else None
     ids_by_name = {im.file_name: im.id for im in annotations.images} if annotations else {}
     category_ids = category_ids_for(detector.spec.class_names, annotations)
@@ -104,7 +94,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
     for result in progress(detector.stream(paths, profile), len(paths), "detect"):
         if not result.ok:
             failed += 1
-            print(f"centernet: skipped {result.source}: {result.error}", file=sys.stderr)
+            report_skipped(result.source, result.error)
             continue
         name = Path(result.source).name
         entries += detections_to_coco(
@@ -165,8 +155,8 @@ def add_eval(add_command: AddCommand) -> None:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from centernet.datasets.coco import load_annotations
-    from centernet.evaluate import COCO_STAT_LABELS, COCO_STAT_NAMES, evaluate_detector
-    from centernet.pipeline import Detector
+    from centernet.measure.evaluate import COCO_STAT_LABELS, COCO_STAT_NAMES, evaluate_detector
+    from centernet.runtime.detector import Detector
 
     annotations = load_annotations(args.ann)
     if not annotations.images:
@@ -178,17 +168,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         outcome, spec = evaluate_with_ray(args, annotations, out)
         engine_name = f"{args.engine} (ray)"
     else:
-        detector = Detector(
-            args.model,
-            engine=args.engine,
-            threshold=0.0,
-            max_dets=100,
-            batch_size=args.batch,
-            keep_res=args.keep_res,
-            options=engine_options(args),
-            max_pixels=args.max_pixels,
-            pipeline=args.pipeline,
-        )
+        detector = Detector(args.model, detector_settings(args, threshold=0.0, max_dets=100))
         announce_engine(args.engine, detector.engine)
         count = min(args.limit or len(annotations.images), len(annotations.images))
         outcome = evaluate_detector(
@@ -200,7 +180,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         )
         spec, engine_name = detector.spec, detector.engine.name
     for source, reason in outcome.failures:
-        print(f"centernet: skipped {source}: {reason}", file=sys.stderr)
+        report_skipped(source, reason)
     (out / "detections.json").write_text(json.dumps(outcome.results))
     report = {
         "model": str(args.model),

@@ -11,7 +11,14 @@ import sys
 import time
 from pathlib import Path
 
-from centernet.cli.common import EXIT_OK, EXIT_SOME_FAILED, engine_options, positive_int
+from centernet.cli.common import (
+    EXIT_OK,
+    EXIT_SOME_FAILED,
+    detector_settings,
+    engine_options,
+    positive_int,
+    report_skipped,
+)
 from centernet.errors import CenterNetError
 
 
@@ -29,7 +36,7 @@ def add_ray_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _settings(args: argparse.Namespace):
-    from centernet.distributed import RaySettings
+    from centernet.distributed.ray import RaySettings
 
     return RaySettings(
         address=args.ray_address,
@@ -46,7 +53,7 @@ def _spec(args: argparse.Namespace):
         from centernet.engines import open_engine
 
         return open_engine(args.model, args.engine, engine_options(args)).spec
-    from centernet.modelfile import read_file_spec
+    from centernet.modelfile.spec import read_file_spec
 
     if not Path(args.model).is_file():
         raise CenterNetError(f"{args.model}: no such model file")
@@ -54,17 +61,11 @@ def _spec(args: argparse.Namespace):
 
 
 def _job(args: argparse.Namespace, category_ids, image_ids, out: Path, threshold, max_dets):
-    from centernet.distributed import DetectJob
+    from centernet.distributed.ray import DetectJob
 
     return DetectJob(
         model=str(Path(args.model).resolve()),
-        engine=args.engine,
-        threshold=threshold,
-        max_dets=max_dets,
-        batch_size=args.batch,
-        keep_res=args.keep_res,
-        options=engine_options(args),
-        max_pixels=args.max_pixels,
+        detector=detector_settings(args, threshold, max_dets),
         category_ids=tuple(category_ids),
         image_ids=image_ids,
         out=str(out.resolve()),
@@ -75,7 +76,7 @@ def _job(args: argparse.Namespace, category_ids, image_ids, out: Path, threshold
 def _run(paths: list[str], job, args: argparse.Namespace, desc: str):
     from tqdm import tqdm
 
-    from centernet.distributed import detect_on_ray
+    from centernet.distributed.ray import detect_on_ray
 
     with tqdm(total=len(paths), desc=desc, unit="img", file=sys.stderr, disable=None) as bar:
         return detect_on_ray(
@@ -88,8 +89,8 @@ def _run(paths: list[str], job, args: argparse.Namespace, desc: str):
 
 def detect_with_ray(args: argparse.Namespace) -> int:
     from centernet.datasets.coco import category_ids_for, load_annotations
-    from centernet.distributed import merge_shards, require_ray
-    from centernet.images import collect_image_paths
+    from centernet.distributed.ray import merge_shards, require_ray
+    from centernet.runtime.images import collect_image_paths
 
     require_ray()  # before any work: without the extra, say how to install it
     if not args.images and not args.file_list:
@@ -97,7 +98,7 @@ def detect_with_ray(args: argparse.Namespace) -> int:
     inputs = collect_image_paths(args.images, args.file_list)
     spec = _spec(args)
     for item, reason in inputs.unmatched:
-        print(f"centernet: skipped {item}: {reason}", file=sys.stderr)
+        report_skipped(item, reason)
     annotations = load_annotations(args.ann) if args.ann else None
     ids_by_name = {im.file_name: im.id for im in annotations.images} if annotations else {}
     out = Path(args.out)
@@ -112,7 +113,7 @@ def detect_with_ray(args: argparse.Namespace) -> int:
     for status, path in zip(statuses, inputs.paths):
         if status.error:
             failed += 1
-            print(f"centernet: skipped {path}: {status.error}", file=sys.stderr)
+            report_skipped(path, status.error)
     merge_shards(out, out / "detections.json")
     seconds = time.perf_counter() - started
     done, unmatched = len(inputs.paths) - failed, len(inputs.unmatched)
@@ -132,8 +133,8 @@ def detect_with_ray(args: argparse.Namespace) -> int:
 def evaluate_with_ray(args: argparse.Namespace, annotations, out: Path):
     """The EvalOutcome of ``eval`` computed on Ray; also the ModelSpec."""
     from centernet.datasets.coco import category_ids_for
-    from centernet.distributed import read_shards, require_ray
-    from centernet.evaluate import EvalOutcome, coco_evaluate
+    from centernet.distributed.ray import read_shards, require_ray
+    from centernet.measure.evaluate import EvalOutcome, coco_evaluate
 
     require_ray()
     spec = _spec(args)

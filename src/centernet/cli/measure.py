@@ -51,11 +51,10 @@ def add_bench(add_command: AddCommand) -> None:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from centernet.bench import time_end_to_end, time_network
     from centernet.engines import open_engine
-    from centernet.images import collect_image_paths
-    from centernet.machine import describe_machine
-    from centernet.pipeline import Detector, device_pipeline_refusal
+    from centernet.measure.bench import bench_model
+    from centernet.runtime.images import collect_image_paths
+    from centernet.runtime.stages import device_pipeline_refusal
 
     engine = open_engine(args.model, args.engine, engine_options(args))
     if args.pipeline == "device" and engine.name != "torch":
@@ -74,58 +73,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
         if inputs.unmatched:
             raise CenterNetError(f"{inputs.unmatched[0][0]}: {inputs.unmatched[0][1]}")
         paths = inputs.paths
-    rows = []
-    for batch in batches:
-        timing = time_network(engine, batch, args.iterations, args.warmup)
-        row = {"batch": batch, "network": timing, "e2e": None}
-        if paths:
-            detector = Detector(engine, batch_size=batch)
-            count = max(len(paths), 2 * batch)
-            work = (paths * (count // len(paths) + 1))[:count]
-            row["e2e"] = time_end_to_end(detector, work, warmup=batch)
-        rows.append(row)
-    spec = engine.spec
-    arithmetic = getattr(engine, "inference_precision", "fp32")
-    machine = describe_machine()
-    print(
-        f"{args.model}: {spec.arch} {spec.precision} (float layers in {arithmetic}), engine "
-        f"{engine.name}, input {spec.input_size[0]}x{spec.input_size[1]}, "
-        f"{args.iterations} iterations; {machine}"
-    )
-    header = "| batch | network img/s | p50 ms | p90 ms | p99 ms |" + (
-        " end-to-end img/s | end to end / network |" if paths else ""
-    )
-    print(header)
-    print("|---" * (header.count("|") - 1) + "|")
-    for row in rows:
-        t = row["network"]
-        line = (
-            f"| {t.batch} | {t.images_per_s:.2f} | {t.p50_ms:.1f} | {t.p90_ms:.1f} "
-            f"| {t.p99_ms:.1f} |"
-        )
-        if paths:
-            line += f" {row['e2e']:.2f} | {row['e2e'] / t.images_per_s:.0%} |"
-        print(line)
+    result = bench_model(engine, str(args.model), batches, args.iterations, args.warmup, paths)
+    print(result.markdown())
     if args.json:
-        data = {
-            "model": str(args.model),
-            "engine": engine.name,
-            "precision": spec.precision,
-            "inference_precision": arithmetic,
-            "machine": machine,
-            "rows": [
-                {
-                    "batch": r["batch"],
-                    "network_images_per_s": r["network"].images_per_s,
-                    "p50_ms": r["network"].p50_ms,
-                    "p90_ms": r["network"].p90_ms,
-                    "p99_ms": r["network"].p99_ms,
-                    "e2e_images_per_s": r["e2e"],
-                }
-                for r in rows
-            ],
-        }
-        Path(args.json).write_text(json.dumps(data, indent=2))
+        Path(args.json).write_text(json.dumps(result.to_json(), indent=2))
     return EXIT_OK
 
 
@@ -136,10 +87,10 @@ def _bench_on_device(args: argparse.Namespace, engine) -> int:
     to boxes on the host."""
     from dataclasses import replace
 
-    from centernet.bench_device import bench_torch_model
     from centernet.engines import open_engine
-    from centernet.images import collect_image_paths, read_file
-    from centernet.machine import describe_machine
+    from centernet.measure.bench_device import bench_torch_model
+    from centernet.measure.machine import describe_machine
+    from centernet.runtime.images import collect_image_paths, read_file
 
     encoded: list[bytes] = []
     if args.images and args.pipeline == "device":
@@ -173,9 +124,10 @@ def _bench_on_device(args: argparse.Namespace, engine) -> int:
         if row.eager_fp32:
             eager_rate = row.eager_fp32.images_per_s
             cells += [f"{eager_rate:.1f}", f"{t.images_per_s / eager_rate:.2f}x"]
-        if row.e2e:
-            e2e_rate = row.e2e_images_per_s or 0.0
-            cells += [f"{e2e_rate:.1f}", f"{row.e2e.p50_ms:.2f}", f"{row.e2e.p99_ms:.2f}"]
+        if row.end_to_end_batch:
+            e2e_rate = row.end_to_end_images_per_s or 0.0
+            one = row.end_to_end_batch
+            cells += [f"{e2e_rate:.1f}", f"{one.p50_ms:.2f}", f"{one.p99_ms:.2f}"]
             cells.append(f"{e2e_rate / t.images_per_s:.0%}")
         print("| " + " | ".join(cells) + " |")
     if args.json:
@@ -187,26 +139,10 @@ def _bench_on_device(args: argparse.Namespace, engine) -> int:
             "capture": settings.capture,
             "pipeline": args.pipeline,
             "machine": describe_machine(),
-            "rows": [_device_row_json(row) for row in rows],
+            "rows": [row.to_dict() for row in rows],
         }
         Path(args.json).write_text(json.dumps(data, indent=2))
     return EXIT_OK
-
-
-def _device_row_json(row) -> dict:
-    def timing(t):
-        if t is None:
-            return None
-        return {"images_per_s": t.images_per_s, "p50_ms": t.p50_ms, "p90_ms": t.p90_ms,
-                "p99_ms": t.p99_ms}  # fmt: skip
-
-    return {
-        "batch": row.batch,
-        "network": timing(row.network),
-        "eager_fp32": timing(row.eager_fp32),
-        "e2e_images_per_s": row.e2e_images_per_s,
-        "e2e_batch": timing(row.e2e),
-    }
 
 
 def add_report(add_command: AddCommand) -> None:
@@ -226,7 +162,8 @@ def add_report(add_command: AddCommand) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from centernet.report import ReportConfig, make_report, write_report
+    from centernet.measure.report import ReportConfig, make_report
+    from centernet.measure.report_files import write_report
 
     config = ReportConfig(
         batches=tuple(args.batch),

@@ -61,7 +61,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         from centernet.errors import MissingDependencyError
 
         raise MissingDependencyError("torch", "torch") from None
-    from centernet.export import ExportConfig, export_onnx
+    from centernet.build.export import ExportConfig, export_onnx
     from centernet.models import DEFAULT_ARCH, create_model, settle_batchnorm
     from centernet.models.checkpoint import LoadedCheckpoint, load_checkpoint
     from centernet.types import DEFAULT_INPUT_SIZE
@@ -191,7 +191,7 @@ def add_build(add_command: AddCommand) -> None:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
-    from centernet.quantize import BuildConfig, CalibrationConfig, build
+    from centernet.build.quantize import BuildConfig, CalibrationConfig, build
 
     calibration = None
     if args.calib_images:

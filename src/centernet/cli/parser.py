@@ -14,10 +14,10 @@ import functools
 import sys
 from collections.abc import Sequence
 
-from centernet import __version__
 from centernet.cli import data, detect, measure, model, serve
 from centernet.cli.common import EXIT_ERROR
-from centernet.errors import CenterNetError
+from centernet.errors import CenterNetError, as_command_line
+from centernet.version import __version__
 
 COMMAND_MODULES = (model, detect, measure, serve, data)
 
@@ -54,7 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.func(args)
     except CenterNetError as exc:
-        print(f"centernet: error: {exc}", file=sys.stderr)
+        print(f"centernet: error: {as_command_line(str(exc))}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print("centernet: interrupted", file=sys.stderr)

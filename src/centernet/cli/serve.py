@@ -126,7 +126,7 @@ def _serve_on_ray(args: argparse.Namespace, config) -> int:
     import signal
     import threading
 
-    from centernet.distributed import (
+    from centernet.distributed.ray import (
         RaySettings,
         ServeScale,
         deploy_on_ray_serve,
@@ -207,7 +207,7 @@ def add_loadtest(add_command: AddCommand) -> None:
 
 
 def cmd_loadtest(args: argparse.Namespace) -> int:
-    from centernet.images import collect_image_paths
+    from centernet.runtime.images import collect_image_paths
     from centernet.serve.loadtest import LoadSettings, load_uploads, run_load
 
     found = collect_image_paths(args.images.split(","))

@@ -21,6 +21,7 @@ from typing import Any
 
 from centernet.engines.base import EngineOptions
 from centernet.errors import CenterNetError, MissingDependencyError
+from centernet.runtime.detector import DetectorSettings
 
 SHARDS = "shards"
 APP_NAME = "centernet"  # the Ray Serve application
@@ -42,13 +43,7 @@ class DetectJob:
     """What each actor needs to turn a batch of paths into COCO results."""
 
     model: str
-    engine: str = "auto"
-    threshold: float = 0.3
-    max_dets: int = 100
-    batch_size: int | None = None
-    keep_res: bool = False
-    options: EngineOptions = field(default_factory=EngineOptions)
-    max_pixels: int | None = None
+    detector: DetectorSettings = field(default_factory=lambda: DetectorSettings(threshold=0.3))
     category_ids: tuple[int, ...] = ()
     image_ids: dict[str, int] = field(default_factory=dict)  # file name -> COCO image id
     out: str = ""  # shards go to OUT/shards
@@ -109,19 +104,10 @@ class _BatchDetector:
     and writes its shard."""
 
     def __init__(self, job: DetectJob) -> None:
-        from centernet.pipeline import Detector
+        from centernet.runtime.detector import Detector
 
         self.job = job
-        self.detector = Detector(
-            job.model,
-            engine=job.engine,
-            threshold=job.threshold,
-            max_dets=job.max_dets,
-            batch_size=job.batch_size,
-            keep_res=job.keep_res,
-            options=job.options,
-            max_pixels=job.max_pixels,
-        )
+        self.detector = Detector(job.model, job.detector)
         import ray
 
         self.node = ray.get_runtime_context().get_node_id()
@@ -161,7 +147,7 @@ class _BatchDetector:
     def _save(self, result: Any, index: int) -> None:
         import cv2
 
-        from centernet.draw import draw_detections
+        from centernet.runtime.draw import draw_detections
 
         folder = Path(self.job.out) / "images"
         folder.mkdir(parents=True, exist_ok=True)
@@ -195,7 +181,8 @@ def detect_on_ray(
     if shards.is_dir():  # shards of an earlier run would be merged with this one's
         for stale in shards.glob("*.json"):
             stale.unlink()
-    job = replace(job, options=replace(job.options, threads=settings.threads))
+    options = replace(job.detector.options or EngineOptions(), threads=settings.threads)
+    job = replace(job, detector=replace(job.detector, options=options))
     items = [{"index": i, "path": p} for i, p in enumerate(paths)]
     dataset = ray_data.from_items(items, override_num_blocks=max(1, len(items) // settings.batch))
     actor_options: dict[str, Any] = {"num_cpus": settings.threads}

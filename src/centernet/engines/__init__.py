@@ -11,9 +11,10 @@ import importlib.util
 import platform
 from pathlib import Path
 
+from centernet._lazy import lazy_exports
 from centernet.engines.base import RUNTIME_PRECISIONS, Engine, EngineOptions
 from centernet.errors import CenterNetError, MissingDependencyError
-from centernet.openvino_ir import is_ir
+from centernet.modelfile.openvino_ir import is_ir
 
 ENGINES = ("auto", "onnxruntime", "openvino", "torch")
 
@@ -42,7 +43,7 @@ def auto_engine(path: Path, options: EngineOptions | None = None) -> str:
         return "openvino"
     if options.device != "cpu" or not openvino_installed() or not _x86_64():
         return "onnxruntime"
-    from centernet.modelfile import read_file_spec
+    from centernet.modelfile.spec import read_file_spec
 
     try:
         arch = read_file_spec(path).arch
@@ -70,7 +71,7 @@ def open_engine(
     elif is_ir(path) and engine in ("onnxruntime", "torch"):
         raise CenterNetError(
             f"{path} is an OpenVINO IR: the {engine} engine cannot run it; "
-            "use --engine openvino (or auto)"
+            'use `engine="openvino"` (or auto)'
         )
     if engine == "onnxruntime":
         from centernet.engines.onnxruntime import OnnxRuntimeEngine
@@ -91,7 +92,19 @@ def open_engine(
     raise CenterNetError(f"unknown engine {engine!r}; choose from {', '.join(ENGINES)}")
 
 
+# the engines themselves, imported only when named (torch and OpenVINO are optional)
+__getattr__, _, _engines = lazy_exports(
+    __name__,
+    {
+        "OnnxRuntimeEngine": "onnxruntime",
+        "OpenVinoEngine": "openvino",
+        "cpu_has_native_bf16": "openvino",
+        "TorchEngine": "torch",
+    },
+)
+
 __all__ = [
+    *_engines,
     "ENGINES",
     "RUNTIME_PRECISIONS",
     "Engine",

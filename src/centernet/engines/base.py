@@ -40,9 +40,9 @@ RUNTIME_PRECISIONS = ("fp32", "tf32", "fp16", "bf16")
 
 #: Where each precision is available, for the message when an engine lacks it.
 _PRECISION_HINTS = {
-    "bf16": "use --engine openvino (CPUs with native bf16) or the torch engine (a .pth)",
+    "bf16": 'use `engine="openvino"` (CPUs with native bf16) or the torch engine (a .pth)',
     "fp16": "use the torch engine (a .pth checkpoint)",
-    "tf32": "use the torch engine (a .pth checkpoint) with --device cuda",
+    "tf32": 'use the torch engine (a .pth checkpoint) with `device="cuda"`',
 }
 
 
@@ -59,7 +59,7 @@ def check_runtime_precision(engine: str, precision: str | None, supported: tuple
     if wanted not in supported:
         raise CenterNetError(
             f"the {engine} engine has no run-time {wanted} mode; {_PRECISION_HINTS[wanted]}, "
-            "or make a lower-precision model with `centernet build --precision fp16|int8`"
+            'or make a lower-precision model (a `precision="fp16|int8"` build)'
         )
     return wanted
 

@@ -76,7 +76,7 @@ class OnnxRuntimeEngine:
         ):  # onnxruntime-gpu falls back to the CPU, with a log line, when CUDA cannot start
             raise CenterNetError(
                 "onnxruntime could not start its CUDA provider here (no usable GPU or CUDA/"
-                "cuDNN libraries); use --device cpu"
+                'cuDNN libraries); use `device="cpu"`'
             )
         metadata = self.session.get_modelmeta().custom_metadata_map
         if ModelSpec.METADATA_KEY not in metadata:

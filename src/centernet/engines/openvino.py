@@ -28,7 +28,7 @@ import numpy as np
 
 from centernet.engines.base import EngineOptions, check_runtime_precision
 from centernet.errors import CenterNetError, MissingDependencyError, ModelFileError
-from centernet.modelfile import read_file_spec
+from centernet.modelfile.spec import read_file_spec
 
 CACHE_ENV = "CENTERNET_CACHE_DIR"  # overrides the cache root (tests point it at a tmp dir)
 _HINTS = {"fp32": "f32", "bf16": "bf16"}  # our names -> OpenVINO's element types
@@ -58,7 +58,7 @@ class OpenVinoEngine:
         except ImportError:
             raise MissingDependencyError("openvino", "openvino") from None
         if options.device != "cpu":
-            raise CenterNetError("the openvino engine runs on the CPU here; use --device cpu")
+            raise CenterNetError('the openvino engine runs on the CPU here; use `device="cpu"`')
         self.path = Path(path)
         self.spec = read_file_spec(self.path)
         self.core = ov.Core()
@@ -68,7 +68,7 @@ class OpenVinoEngine:
         if self.inference_precision == "bf16" and not cpu_has_native_bf16(self.core):
             raise CenterNetError(
                 "this CPU has no native bf16 (needs avx512_bf16 or AMX); "
-                "run without --precision bf16 (fp32)"
+                'run without `precision="bf16"` (fp32)'
             )
         cache = Path(options.cache_dir) if options.cache_dir else default_cache_dir()
         cache.mkdir(parents=True, exist_ok=True)
@@ -106,7 +106,7 @@ def _read_failure(text: str) -> str:
         hint = " (the DCN layers of dla_34 and resdcn_*)" if "DeformConv" in ops else ""
         return (
             f"OpenVINO cannot run the ONNX operator(s) {ops}{hint}; "
-            "use --engine onnxruntime for this model"
+            'use `engine="onnxruntime"` for this model'
         )
     first = text.strip().splitlines()[0] if text.strip() else "unknown error"
     return f"OpenVINO cannot read this model ({first})"
@@ -114,7 +114,7 @@ def _read_failure(text: str) -> str:
 
 def _output_name(port) -> str:
     """The port's CenterNet output name, if it has one."""
-    from centernet.modelfile import MAP_OUTPUTS, TOPK_OUTPUTS
+    from centernet.modelfile.spec import MAP_OUTPUTS, TOPK_OUTPUTS
 
     known = sorted(set(port.get_names()) & {*MAP_OUTPUTS, *TOPK_OUTPUTS})
     return known[0] if known else port.get_any_name()

@@ -15,7 +15,7 @@ from torch import nn
 
 from centernet.engines.base import EngineOptions
 from centernet.engines.torch_runner import NetworkRunner, RunSettings
-from centernet.modelfile import MAP_OUTPUTS
+from centernet.modelfile.spec import MAP_OUTPUTS
 from centernet.models.checkpoint import load_checkpoint
 from centernet.types import ModelSpec
 

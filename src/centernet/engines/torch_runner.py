@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from centernet.errors import CenterNetError
-from centernet.export import DeployModel
+from centernet.models.deploy import DeployModel
 
 #: Run-time precisions of the torch engine (the other engines: see engines/base.py).
 TORCH_PRECISIONS = ("fp32", "tf32", "fp16", "bf16")
@@ -56,7 +56,7 @@ class RunSettings:
         if self.precision == "tf32" and not self.on_cuda:
             raise CenterNetError("tf32 is a CUDA mode (tensor cores); on the CPU use fp32 or bf16")
         if self.capture == "graph" and not self.on_cuda:
-            raise CenterNetError("CUDA graphs need --device cuda")
+            raise CenterNetError('CUDA graphs need `device="cuda"`')
 
     @property
     def on_cuda(self) -> bool:
@@ -81,7 +81,7 @@ class RunSettings:
         contiguous and eager."""
         on_cuda = torch.device(device).type == "cuda"
         if on_cuda and not torch.cuda.is_available():
-            raise CenterNetError("torch has no CUDA device here; use --device cpu")
+            raise CenterNetError('torch has no CUDA device here; use `device="cpu"`')
         precision = precision or "fp32"
         if channels_last is None:
             channels_last = on_cuda and precision != "fp32"

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from centernet.engines import Engine
-from centernet.pipeline import Detector
+from centernet.runtime.detector import Detector
+from centernet.types import ModelSpec
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,82 @@ class Timing:
     @property
     def images_per_s(self) -> float:
         return self.batch * 1000.0 / self.p50_ms
+
+    def to_dict(self) -> dict:
+        """The JSON form every bench and report writes (same keys everywhere)."""
+        return {
+            "batch": self.batch,
+            "iterations": self.iterations,
+            "images_per_s": self.images_per_s,
+            "p50_ms": self.p50_ms,
+            "p90_ms": self.p90_ms,
+            "p99_ms": self.p99_ms,
+            "mean_ms": self.mean_ms,
+        }
+
+
+@dataclass(frozen=True)
+class BenchRow:
+    """One batch size: the network alone, and (with images) files to Detections."""
+
+    batch: int
+    network: Timing
+    end_to_end_images_per_s: float | None = None
+
+    def to_dict(self) -> dict:
+        return {
+            "batch": self.batch,
+            "network": self.network.to_dict(),
+            "end_to_end_images_per_s": self.end_to_end_images_per_s,
+        }
+
+
+@dataclass
+class BenchResult:
+    """What ``centernet bench`` measured on one model, as a table or as JSON."""
+
+    model: str
+    engine: str
+    spec: ModelSpec
+    inference_precision: str
+    iterations: int
+    machine: str
+    rows: list[BenchRow] = field(default_factory=list)
+
+    def markdown(self) -> str:
+        spec = self.spec
+        lines = [
+            f"{self.model}: {spec.arch} {spec.precision} (float layers in "
+            f"{self.inference_precision}), engine {self.engine}, input "
+            f"{spec.input_size[0]}x{spec.input_size[1]}, {self.iterations} iterations; "
+            f"{self.machine}"
+        ]
+        with_e2e = any(r.end_to_end_images_per_s is not None for r in self.rows)
+        header = "| batch | network img/s | p50 ms | p90 ms | p99 ms |" + (
+            " end-to-end img/s | end to end / network |" if with_e2e else ""
+        )
+        lines += [header, "|---" * (header.count("|") - 1) + "|"]
+        for row in self.rows:
+            t = row.network
+            line = (
+                f"| {t.batch} | {t.images_per_s:.2f} | {t.p50_ms:.1f} | {t.p90_ms:.1f} "
+                f"| {t.p99_ms:.1f} |"
+            )
+            if with_e2e:
+                e2e = row.end_to_end_images_per_s or 0.0
+                line += f" {e2e:.2f} | {e2e / t.images_per_s:.0%} |"
+            lines.append(line)
+        return "\n".join(lines)
+
+    def to_json(self) -> dict:
+        return {
+            "model": self.model,
+            "engine": self.engine,
+            "precision": self.spec.precision,
+            "inference_precision": self.inference_precision,
+            "machine": self.machine,
+            "rows": [row.to_dict() for row in self.rows],
+        }
 
 
 def summarize(batch: int, seconds: list[float]) -> Timing:
@@ -90,6 +167,37 @@ def time_end_to_end(
         if progress:
             progress(count, len(paths))
     return done / (time.perf_counter() - start)
+
+
+def bench_model(
+    engine: Engine,
+    model: str,
+    batches: list[int],
+    iterations: int,
+    warmup: int,
+    paths: list[str] | None = None,
+) -> BenchResult:
+    """Network-only timing per batch size, and with ``paths`` end to end through a
+    Detector on the same engine (the files repeated to at least two batches)."""
+    from centernet.measure.machine import describe_machine
+
+    result = BenchResult(
+        model=model,
+        engine=engine.name,
+        spec=engine.spec,
+        inference_precision=getattr(engine, "inference_precision", "fp32"),
+        iterations=iterations,
+        machine=describe_machine(),
+    )
+    for batch in batches:
+        timing = time_network(engine, batch, iterations, warmup)
+        e2e = None
+        if paths:
+            count = max(len(paths), 2 * batch)
+            work = (paths * (count // len(paths) + 1))[:count]
+            e2e = time_end_to_end(Detector(engine, batch_size=batch), work, warmup=batch)
+        result.rows.append(BenchRow(batch, timing, e2e))
+    return result
 
 
 def parse_batches(text: str) -> list[int]:

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 
 import torch
 
-from centernet.bench import Timing, summarize, time_end_to_end
 from centernet.engines.torch import TorchEngine
-from centernet.pipeline import Detector
+from centernet.measure.bench import Timing, summarize, time_end_to_end
+from centernet.runtime.detector import Detector
 
 
 @dataclass(frozen=True)
@@ -29,8 +29,20 @@ class DeviceBenchRow:
     batch: int
     network: Timing
     eager_fp32: Timing | None = None
-    e2e_images_per_s: float | None = None
-    e2e: Timing | None = None
+    end_to_end_images_per_s: float | None = None
+    end_to_end_batch: Timing | None = None
+
+    def to_dict(self) -> dict:
+        def timing(t: Timing | None) -> dict | None:
+            return None if t is None else t.to_dict()
+
+        return {
+            "batch": self.batch,
+            "network": timing(self.network),
+            "eager_fp32": timing(self.eager_fp32),
+            "end_to_end_images_per_s": self.end_to_end_images_per_s,
+            "end_to_end_batch": timing(self.end_to_end_batch),
+        }
 
 
 def synchronize(device: torch.device) -> None:
@@ -73,9 +85,9 @@ def time_device_batches(
 ) -> Timing:
     """Latency of one batch through the device stages, from JPEG bytes to Detections on
     the host, run one batch at a time (no overlap between batches)."""
-    device = detector.device_pipeline
-    if device is None:
+    if detector.pipeline != "device":
         raise ValueError("time_device_batches needs a Detector with pipeline='device'")
+    stages = detector.stages
     size = detector.batch_size
     work = [encoded[(i * size + j) % len(encoded)] for i in range(iterations + warmup)
             for j in range(size)]  # fmt: skip
@@ -83,11 +95,11 @@ def time_device_batches(
     for i in range(iterations + warmup):
         start = time.perf_counter()
         members = [
-            detector.prepare(data, j) for j, data in enumerate(work[i * size : (i + 1) * size])
+            stages.prepare(data, j) for j, data in enumerate(work[i * size : (i + 1) * size])
         ]
-        batch = detector.make_batch([m for m in members if m.result.ok])
+        batch = stages.assemble([m for m in members if m.result.ok])
         if batch is not None:
-            detector.decode(device.run(batch), batch.boxes)
+            stages.to_detections(stages.run(batch), batch.boxes)
         if i >= warmup:
             seconds.append(time.perf_counter() - start)
     return summarize(size, seconds)

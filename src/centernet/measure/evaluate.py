@@ -14,7 +14,7 @@ from centernet.errors import MissingDependencyError
 
 if TYPE_CHECKING:
     from centernet.datasets.coco import CocoAnnotations
-    from centernet.pipeline import Detector
+    from centernet.runtime.detector import Detector
 
 COCO_STAT_NAMES = (
     "AP",

@@ -8,18 +8,17 @@ same run, so that speed-ups are ratios taken on the same machine at the same tim
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from centernet.bench import Timing, time_end_to_end, time_network
 from centernet.datasets.coco import load_annotations
 from centernet.engines import EngineOptions, open_engine
-from centernet.evaluate import evaluate_detector
-from centernet.machine import describe_machine
-from centernet.pipeline import Detector
+from centernet.measure.bench import Timing, time_end_to_end, time_network
+from centernet.measure.evaluate import evaluate_detector
+from centernet.measure.machine import describe_machine
 from centernet.progress import Progress, counted
+from centernet.runtime.detector import Detector
 
 
 @dataclass(frozen=True)
@@ -138,15 +137,7 @@ class Report:
                     "baseline": r.baseline,
                     "AP": r.ap,
                     "AP50": r.ap50,
-                    "network": {
-                        b: {
-                            "images_per_s": t.images_per_s,
-                            "p50_ms": t.p50_ms,
-                            "p90_ms": t.p90_ms,
-                            "p99_ms": t.p99_ms,
-                        }
-                        for b, t in r.network.items()
-                    },
+                    "network": {b: t.to_dict() for b, t in r.network.items()},
                     "end_to_end_images_per_s": r.e2e,
                 }
                 for r in self.rows
@@ -264,22 +255,9 @@ def make_report(
 def _input_size_of(models: list[str | Path]) -> tuple[int, int] | None:
     """The fix_res input size of the first ONNX or OpenVINO IR model: the baseline must run
     at it too."""
-    from centernet.modelfile import read_file_spec
+    from centernet.modelfile.spec import read_file_spec
 
     for model in models:
         if Path(model).suffix in (".onnx", ".xml"):
             return tuple(read_file_spec(model).input_size)  # type: ignore[return-value]
     return None  # the checkpoint's own
-
-
-def write_report(report: Report, out: str | Path) -> list[Path]:
-    """report.md, report.json and report.png (images/s per batch size, and AP) in ``out``."""
-    from centernet.draw import plot_report
-
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    md, js, png = out / "report.md", out / "report.json", out / "report.png"
-    md.write_text(report.markdown())
-    js.write_text(json.dumps(report.to_json(), indent=2))
-    plot_report(report.rows, png, title=f"CenterNet builds on {report.machine}")
-    return [md, js, png]

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
 from centernet.errors import ModelFileError
-from centernet.openvino_ir import is_ir, read_ir_spec
+from centernet.modelfile.openvino_ir import is_ir, read_ir_spec
 from centernet.types import ModelSpec
 
 if TYPE_CHECKING:

@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 from torch import nn
 
+from centernet._lazy import lazy_exports
 from centernet.models.dla_dcn import dla_34
 from centernet.models.dlav0 import dlav0_34
 from centernet.models.hourglass import hourglass
@@ -26,6 +27,19 @@ ARCHS: dict[str, Callable[..., nn.Module]] = {
 }
 
 DEFAULT_ARCH = "dlav0_34"
+
+# reading and writing checkpoints, and the deployed wrappers: lazily (checkpoint.py
+# imports this package)
+__getattr__, _, _ = lazy_exports(
+    __name__,
+    {
+        "load_checkpoint": "checkpoint",
+        "read_state_dict": "checkpoint",
+        "save_checkpoint": "checkpoint",
+        "DeployModel": "deploy",
+        "TopKDeployModel": "deploy",
+    },
+)
 
 
 def create_model(arch: str, num_classes: int, **kwargs) -> nn.Module:

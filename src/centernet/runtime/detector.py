@@ -6,15 +6,18 @@
    releases the GIL), at most ``prefetch`` images in flight;
 2. a batching thread assembles the next batch while the engine runs the current one;
 3. an engine thread does nothing but run the engine, so it never waits on host work;
-4. a post-processing thread decodes the previous batch while the engine runs the next;
+4. a post-processing thread turns the previous batch's outputs into boxes while the
+   engine runs the next;
 5. the caller receives results from a bounded queue, so its own work on a result
    (writing JSON, drawing) overlaps the engine instead of delaying it.
 
 Results come out in input order. A file that cannot be read becomes a failed result in
 its place; it never stalls or ends the stream. ``profile`` tells where the time went.
 
-``pipeline="device"`` keeps the same threads and order but moves decoding, the warp, the
-network and the peak search onto the torch engine's device (``device.py``).
+The work of each stage is the pipeline's ``Stages`` object, chosen once: ``HostStages``
+(``host.py``), or with ``pipeline="device"`` the torch ``DeviceStages``
+(``device/stages.py``), which decode, warp, run and find peaks on the engine's device.
+The Detector only runs the threads.
 """
 
 from __future__ import annotations
@@ -25,70 +28,52 @@ import time
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 import numpy as np
 
 from centernet.engines import Engine, EngineOptions, open_engine
 from centernet.errors import CenterNetError, ImageReadError
-from centernet.images import DEFAULT_MAX_PIXELS, check_encoded, decode_image, read_file, to_bgr8
-from centernet.postprocess import PostprocessConfig, postprocess
-from centernet.preprocess import PreprocessConfig, keep_res_pad, preprocess_into
-from centernet.profiling import NO_PROFILE, Clock, StageProfile
-from centernet.types import Detections, Letterbox, ModelSpec
-
-if TYPE_CHECKING:  # torch only for the device pipeline: never imported by the host one
-    from centernet.device import DeviceBatch, DevicePipeline
-
-#: A file path, a decoded image (BGR, grey or BGRA array), or an encoded file in memory.
-ImageSource = str | Path | np.ndarray | bytes
-
-PIPELINES = ("host", "device")
-
-
-def device_pipeline_refusal(engine_name: str) -> CenterNetError:
-    """Why a model that is not run by torch cannot use the device pipeline, in one line."""
-    return CenterNetError(
-        "the device pipeline runs a torch network: give a .pth checkpoint (torch engine); "
-        f"this model is run by the {engine_name} engine, use --pipeline host for it"
-    )
+from centernet.runtime.host import HostStages
+from centernet.runtime.images import DEFAULT_MAX_PIXELS
+from centernet.runtime.postprocess import PostprocessConfig
+from centernet.runtime.preprocess import PreprocessConfig, keep_res_pad
+from centernet.runtime.profiling import NO_PROFILE, Clock, StageProfile
+from centernet.runtime.stages import (
+    PIPELINES,
+    DetectionResult,
+    ImageSource,
+    PreparedImage,
+    Stages,
+    device_pipeline_refusal,
+)
+from centernet.types import Detections, ModelSpec
 
 
-@dataclass
-class DetectionResult:
-    """One input's outcome: detections, or the reason it could not be read."""
+@dataclass(frozen=True)
+class DetectorSettings:
+    """How a Detector runs a model. Fronts (CLI, server, Ray) build one of these rather
+    than passing the same keyword arguments on."""
 
-    index: int
-    source: str  # the path, or "<array i>" / "<bytes i>" for an in-memory image
-    detections: Detections | None = None
-    image: np.ndarray | None = None  # the decoded BGR image (for drawing), when read
-    error: str | None = None
-    # what was wrong, for fronts that answer differently per kind (a server: 413 vs 400)
-    exception: Exception | None = field(default=None, repr=False)
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None
-
-
-@dataclass
-class PreparedImage:
-    """A read and pre-processed image waiting for the engine (or its failure)."""
-
-    result: DetectionResult
-    tensor: np.ndarray | None = None  # (3, H, W) float32
-    box: Letterbox | None = None
-    # device pipeline: the encoded JPEG its device decodes, or the BGR image decoded here
-    payload: bytes | np.ndarray | None = field(default=None, repr=False)
-    done: Future | None = field(default=None, repr=False)  # set once its batch is submitted
+    engine: str = "auto"
+    threshold: float = 0.0  # boxes scoring below are dropped
+    max_dets: int = 100  # K: boxes per image
+    batch_size: int | None = None  # None: the model's static batch, else 1
+    keep_res: bool = False  # original resolution padded to 32 (needs --dynamic-size)
+    options: EngineOptions | None = None
+    readers: int = 2  # reader threads
+    prefetch: int | None = None  # images read ahead; None: 2 * batch + readers
+    max_pixels: int | None = DEFAULT_MAX_PIXELS  # larger files are refused before decoding
+    pipeline: str = "host"  # or "device": torch on the engine's device
 
 
 class Detector:
     """Run a CenterNet model file on images.
 
-    ``model`` is a .onnx export or a .pth checkpoint (or an already open Engine).
+    ``model`` is a .onnx export or a .pth checkpoint (or an already open Engine);
+    ``settings`` (a DetectorSettings) and keyword overrides of its fields say how.
     ``detector(image)`` takes an ndarray (BGR, grey or BGRA; uint8 or uint16) or a path and
     returns Detections; ``detector([a, b])`` returns a list. ``stream`` never raises for a
     bad file: it yields a failed DetectionResult in its place and goes on.
@@ -99,58 +84,76 @@ class Detector:
     def __init__(
         self,
         model: str | Path | Engine,
-        engine: str = "auto",
-        threshold: float = 0.0,
-        max_dets: int = 100,
-        batch_size: int | None = None,
-        keep_res: bool = False,
-        options: EngineOptions | None = None,
-        readers: int = 2,
-        prefetch: int | None = None,
-        max_pixels: int | None = DEFAULT_MAX_PIXELS,
-        pipeline: str = "host",
+        settings: DetectorSettings | None = None,
+        **overrides: Any,
     ) -> None:
-        if pipeline not in PIPELINES:
-            raise CenterNetError(f"unknown pipeline {pipeline!r}; choose {' or '.join(PIPELINES)}")
-        self.engine: Engine = (
-            model if isinstance(model, Engine) else open_engine(model, engine, options)
+        settings = replace(settings or DetectorSettings(), **overrides)
+        if settings.pipeline not in PIPELINES:
+            raise CenterNetError(
+                f"unknown pipeline {settings.pipeline!r}; choose {' or '.join(PIPELINES)}"
+            )
+        engine = (
+            model
+            if isinstance(model, Engine)
+            else open_engine(model, settings.engine, settings.options)
         )
-        spec = self.engine.spec
-        if keep_res and not spec.dynamic_size:
+        spec = engine.spec
+        if settings.keep_res and not spec.dynamic_size:
             raise CenterNetError(
-                "--keep-res needs a model with a free input size; export it with --dynamic-size"
+                "`keep_res` needs a model with a free input size; export it with "
+                "`dynamic_size`"
             )
-        fixed = self.engine.batch_size
-        if fixed is not None and batch_size not in (None, fixed):
-            raise CenterNetError(f"this model was built for batch {fixed}; got batch {batch_size}")
-        if spec.output_mode == "topk" and max_dets > spec.max_objects:
+        fixed = engine.batch_size
+        if fixed is not None and settings.batch_size not in (None, fixed):
             raise CenterNetError(
-                f"this model's graph keeps the top {spec.max_objects} boxes; max_dets {max_dets} "
-                "needs a re-export"
+                f"this model was built for batch {fixed}; got batch {settings.batch_size}"
             )
-        self.batch_size = fixed or batch_size or 1
-        self.max_pixels = max_pixels  # larger files are refused before decoding
-        self.readers = max(1, readers)
-        self.prefetch = prefetch or 2 * self.batch_size + self.readers
+        if spec.output_mode == "topk" and settings.max_dets > spec.max_objects:
+            raise CenterNetError(
+                f"this model's graph keeps the top {spec.max_objects} boxes; max_dets "
+                f"{settings.max_dets} needs a re-export"
+            )
+        self.settings = settings
+        self.batch_size = fixed or settings.batch_size or 1
+        self.readers = max(1, settings.readers)
+        self.prefetch = settings.prefetch or 2 * self.batch_size + self.readers
         self.preprocess_config = PreprocessConfig(
             input_size=spec.input_size,
-            keep_res=keep_res,
+            keep_res=settings.keep_res,
             mean=spec.mean,
             std=spec.std,
             down_ratio=spec.down_ratio,
             pad=keep_res_pad(spec.arch),
         )
-        self.postprocess_config = PostprocessConfig(max_dets=max_dets, threshold=threshold)
-        self.pipeline = pipeline
-        self.device_pipeline: DevicePipeline | None = None  # the device stages, if asked for
-        if pipeline == "device":  # torch only here: the host pipeline never imports it
-            if self.engine.name != "torch":
-                raise device_pipeline_refusal(self.engine.name)
-            from centernet.device import DevicePipeline
+        self.postprocess_config = PostprocessConfig(
+            max_dets=settings.max_dets, threshold=settings.threshold
+        )
+        self.pipeline = settings.pipeline
+        self.stages: Stages
+        if settings.pipeline == "device":  # torch only here: the host pipeline never imports it
+            if engine.name != "torch":
+                raise device_pipeline_refusal(engine.name)
+            from centernet.runtime.device.stages import DeviceStages
 
-            self.device_pipeline = DevicePipeline(
-                self.engine, self.preprocess_config, max_dets, self.batch_size, max_pixels
+            self.stages = DeviceStages(
+                engine,
+                self.preprocess_config,
+                self.postprocess_config,
+                self.batch_size,
+                settings.max_pixels,
             )
+        else:
+            self.stages = HostStages(
+                engine, self.preprocess_config, self.postprocess_config, settings.max_pixels
+            )
+
+    @property
+    def engine(self) -> Engine:
+        return self.stages.engine
+
+    @engine.setter
+    def engine(self, engine: Engine) -> None:  # tests wrap the engine (slow, failing)
+        self.stages.engine = engine
 
     @property
     def spec(self) -> ModelSpec:
@@ -265,36 +268,9 @@ class Detector:
         """A batch of ``members`` (padded to a static batch size) and the inputs to hand on."""
         if not members:
             return _Unit(None, [], list(items))
-        batch = self.make_batch(members, clock)
+        batch = self.stages.assemble(members, clock)
         readable = [m for m in members if m.result.ok]  # the device may fail to decode some
         return _Unit(batch if readable else None, readable, list(items))
-
-    def make_batch(
-        self, members: Sequence[PreparedImage], clock: Clock = NO_PROFILE
-    ) -> np.ndarray | DeviceBatch | None:
-        """The engine's input for ``members``: their tensors stacked, padded with zero rows
-        to the engine's static batch size. Frees each member's tensor (the batch holds it).
-
-        With the device pipeline: the decoded, warped batch on the device (a DeviceBatch);
-        a member that cannot be decoded there has its failure recorded in its result.
-        """
-        if self.device_pipeline is not None:
-            with clock.timed("device decode + pre-process"):
-                return self.device_pipeline.assemble(members)
-        rows = self.engine.batch_size or len(members)
-        first = members[0].tensor
-        assert first is not None
-        with clock.timed("batch assembly"):
-            if rows == 1:
-                batch = first[None]  # one image: its tensor is the batch, no copy
-            else:
-                batch = np.empty((rows, *first.shape), dtype=np.float32)
-                for row, item in enumerate(members):
-                    batch[row] = item.tensor
-                batch[len(members) :] = 0.0  # padding rows of a static batch
-            for item in members:
-                item.tensor = None
-        return batch
 
     def _run_engine(
         self,
@@ -316,8 +292,8 @@ class Detector:
                     return
                 if unit.batch is not None:
                     with clock.timed("engine"):
-                        outputs = self._run(unit.batch)
-                    done = decoder.submit(self._decode, outputs, unit.members, clock)
+                        outputs = self.stages.run(unit.batch)
+                    done = decoder.submit(self._to_detections, outputs, unit.members, clock)
                     for member in unit.members:
                         member.done = done
                 for item in unit.items:
@@ -325,13 +301,6 @@ class Detector:
                         return
         except BaseException as exc:
             _put(results, exc, stop)
-
-    def _run(self, batch):
-        """The engine on a batch; with the device pipeline, the network and the peak search
-        on the device (K boxes per image come back)."""
-        if self.device_pipeline is None:
-            return self.engine(batch)
-        return self.device_pipeline.run(batch)
 
     def _read_ahead(
         self,
@@ -346,7 +315,7 @@ class Detector:
             for index, source in enumerate(sources):
                 if stop.is_set():
                     return
-                in_flight.append(pool.submit(self.prepare, index=index, source=source, clock=clock))
+                in_flight.append(pool.submit(self.stages.prepare, source, index, clock))
                 if len(in_flight) >= self.prefetch:
                     yield in_flight.popleft()
             while in_flight and not stop.is_set():
@@ -355,71 +324,15 @@ class Detector:
             for future in in_flight:
                 future.cancel()
 
-    def prepare(
+    def _to_detections(
         self,
-        source: ImageSource,
-        index: int = 0,
-        clock: Clock = NO_PROFILE,
-        name: str | None = None,
-    ) -> PreparedImage:
-        """Read (or convert) and pre-process one image: the first stage of every front.
-
-        Never raises for a bad image: the failure is in the result (reason and exception).
-        ``name`` labels an in-memory source in messages (default "<array i>"/"<bytes i>").
-        """
-        if name is None:
-            kind = "array" if isinstance(source, np.ndarray) else "bytes"
-            name = str(source) if isinstance(source, (str, Path)) else f"<{kind} {index}>"
-        result = DetectionResult(index, name)
-        try:
-            if isinstance(source, np.ndarray):
-                result.image = to_bgr8(source)
-            else:
-                if isinstance(source, bytes):
-                    data = source
-                else:
-                    with clock.timed("read file"):
-                        data = read_file(source)
-                if self.device_pipeline is not None and self.device_pipeline.takes_encoded(data):
-                    check_encoded(data, name, self.max_pixels)  # the host's checks first
-                    return PreparedImage(result, payload=data)
-                with clock.timed("decode image"):
-                    result.image = decode_image(data, name, self.max_pixels)
-        except ImageReadError as exc:
-            result.error, result.exception = exc.reason, exc
-            return PreparedImage(result)
-        except ValueError as exc:
-            result.error, result.exception = str(exc), exc
-            return PreparedImage(result)
-        if self.device_pipeline is not None:  # warped on the device
-            return PreparedImage(result, payload=result.image)
-        with clock.timed("pre-process"):
-            tensor, box = preprocess_into(result.image, self.preprocess_config)
-        return PreparedImage(result, tensor, box)
-
-    def decode(
-        self,
-        outputs: dict[str, np.ndarray],
-        boxes: Sequence[Letterbox],
-        config: PostprocessConfig | None = None,
-    ) -> list[Detections]:
-        """The engine's outputs for the first ``len(boxes)`` rows -> Detections per image,
-        with this detector's threshold and max_dets unless ``config`` says otherwise.
-        (With the device pipeline, ``outputs`` are its K boxes per image.)"""
-        config = config or self.postprocess_config
-        if self.device_pipeline is not None:
-            return self.device_pipeline.detections(outputs, len(boxes), config)
-        return postprocess(outputs, list(boxes), config)
-
-    def _decode(
-        self,
-        outputs: dict[str, np.ndarray],
+        outputs: Any,
         items: list[PreparedImage],
         clock: Clock = NO_PROFILE,
     ) -> None:
         with clock.timed("post-process"):
-            decoded = self.decode(outputs, [item.box for item in items])
-        for item, detections in zip(items, decoded):
+            found = self.stages.to_detections(outputs, [item.box for item in items])
+        for item, detections in zip(items, found):
             item.result.detections = detections
 
 
@@ -428,7 +341,7 @@ class _Unit:
     """What the batching thread hands the engine thread: a batch of ``members`` (None when
     there are only failures) and every input since the last unit, to hand on in order."""
 
-    batch: np.ndarray | DeviceBatch | None
+    batch: Any  # the stages' batch (a numpy array, or a DeviceBatch), or None
     members: list[PreparedImage]
     items: list[PreparedImage]
 

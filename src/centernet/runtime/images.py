@@ -134,7 +134,7 @@ def check_encoded(
         raise ImageTooLargeError(
             name,
             f"declares {size[0]}x{size[1]} pixels ({size[0] * size[1] / 1e6:.0f} Mpx), over the "
-            f"{max_pixels / 1e6:g} Mpx limit (--max-pixels)",
+            f"{max_pixels / 1e6:g} Mpx limit (`max_pixels`)",
         )
     if is_jpeg(data) and _JPEG_EOI not in data[data.rfind(_JPEG_SOS) :]:
         # libjpeg fills a truncated JPEG with grey and only warns: treat it as unreadable.

@@ -65,7 +65,7 @@ def _top_peaks(hm: np.ndarray, hm_max: np.ndarray, k: int, threshold: float) -> 
     return candidates[flat[candidates] > 0]
 
 
-def decode_image(
+def maps_to_detections(
     hm_max: np.ndarray,
     hm: np.ndarray,
     wh: np.ndarray,
@@ -90,7 +90,7 @@ def decode_image(
     return Detections(xyxy.astype(np.float32), scores, classes.astype(np.int64))
 
 
-def decode_topk_image(
+def topk_to_detections(
     boxes: np.ndarray,
     scores: np.ndarray,
     classes: np.ndarray,
@@ -120,12 +120,13 @@ def postprocess(
     """Decode a batch; ``outputs`` are taken by name, and may hold padding past len(boxes)."""
     if "boxes" in outputs:  # in-graph top-K mode
         return [
-            decode_topk_image(
+            topk_to_detections(
                 outputs["boxes"][i], outputs["scores"][i], outputs["classes"][i], box, config
             )
             for i, box in enumerate(boxes)
         ]
     hm_max, hm, wh, reg = (outputs[name] for name in ("hm_max", "hm", "wh", "reg"))
     return [
-        decode_image(hm_max[i], hm[i], wh[i], reg[i], box, config) for i, box in enumerate(boxes)
+        maps_to_detections(hm_max[i], hm[i], wh[i], reg[i], box, config)
+        for i, box in enumerate(boxes)
     ]

@@ -1,8 +1,9 @@
 """The HTTP front: ``centernet serve``.
 
-A new front over the Detector's stages, not a second pipeline: requests are decoded and
-pre-processed by ``Detector.prepare``, batched across clients by ``batcher.py``, run on the
-Detector's engine and decoded by ``Detector.decode``. Modules:
+A front over the Detector's stages, not a second pipeline: requests are read and
+pre-processed by ``Detector.stages.prepare``, batched across clients by ``batcher.py``
+(``stages.assemble`` and ``stages.run``), and turned into boxes by
+``stages.to_detections``. Modules:
 
 - ``config.py``   ServeConfig: model, limits, batching (no web framework needed)
 - ``service.py``  DetectionService: images in, per-image results out; admission, timeouts
@@ -12,6 +13,22 @@ Detector's engine and decoded by ``Detector.decode``. Modules:
 - ``app.py``      routes (FastAPI), limits, JSON errors
 - ``server.py``   uvicorn on a bound socket; SIGTERM drains in-flight requests
 - ``loadtest.py`` a bounded HTTP load generator (standard library only)
+- ``client.py``   a small Python client for /v1/detect (standard library only)
 
 Importing this package imports nothing heavy; the web framework is the ``serve`` extra.
 """
+
+from centernet._lazy import lazy_exports
+
+__getattr__, __dir__, __all__ = lazy_exports(
+    __name__,
+    {
+        "BatchSettings": "config",
+        "Limits": "config",
+        "ServeConfig": "config",
+        "DetectionService": "service",
+        "LoadSettings": "loadtest",
+        "load_uploads": "loadtest",
+        "run_load": "loadtest",
+    },
+)

@@ -17,8 +17,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from centernet import __version__
-from centernet.errors import CenterNetError
+from centernet.errors import CenterNetError, as_command_line
 from centernet.serve import oip
 from centernet.serve.batcher import ImageResult
 from centernet.serve.metrics import CONTENT_TYPE, ServerMetrics
@@ -28,6 +27,7 @@ from centernet.serve.service import (
     QueueFullError,
     RequestTimeoutError,
 )
+from centernet.version import __version__
 
 RETRY_AFTER_S = 1  # what a 503 (queue full, draining) tells the client to wait
 
@@ -61,7 +61,7 @@ def create_app(service: DetectionService) -> FastAPI:
 
 
 def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
-    return JSONResponse({"error": message}, status_code=status, headers=headers)
+    return JSONResponse({"error": as_command_line(message)}, status_code=status, headers=headers)
 
 
 def _status_of(exc: Exception) -> tuple[int, dict[str, str] | None]:

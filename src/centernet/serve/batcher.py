@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from centernet.errors import CenterNetError
-from centernet.pipeline import Detector, PreparedImage
-from centernet.postprocess import PostprocessConfig
+from centernet.runtime.detector import Detector, PreparedImage
+from centernet.runtime.postprocess import PostprocessConfig
 from centernet.serve.config import BatchSettings
 from centernet.serve.metrics import ServerMetrics
 from centernet.types import Detections
@@ -69,7 +69,7 @@ class DynamicBatcher:
         self._lock = threading.Lock()
         self._waiting = 0  # admitted images not yet taken into a batch
         self._stop = threading.Event()
-        self._decoder = ThreadPoolExecutor(1, thread_name_prefix="centernet-post")
+        self._post = ThreadPoolExecutor(1, thread_name_prefix="centernet-post")
         self._thread = threading.Thread(target=self._run, name="centernet-engine", daemon=True)
 
     # -- admission -------------------------------------------------------------------------
@@ -109,7 +109,7 @@ class DynamicBatcher:
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join()
-        self._decoder.shutdown(wait=True)
+        self._post.shutdown(wait=True)
         while True:
             try:
                 job = self._jobs.get_nowait()
@@ -165,18 +165,19 @@ class DynamicBatcher:
 
     def _run_batch(self, jobs: list[Job]) -> None:
         try:
-            batch = self.detector.make_batch([job.prepared for job in jobs])
+            stages = self.detector.stages
+            batch = stages.assemble([job.prepared for job in jobs])
             started = time.perf_counter()
-            outputs = self.detector.engine(batch)
+            outputs = stages.run(batch)
             self.metrics.inference_seconds.observe(time.perf_counter() - started)
             self.metrics.batch_size.observe(len(jobs))
         except Exception as exc:  # an engine failure fails this batch's requests only
             for job in jobs:
                 _answer(job, CenterNetError(f"the engine failed: {exc}"))
             return
-        self._decoder.submit(self._decode, outputs, jobs)
+        self._post.submit(self._to_detections, outputs, jobs)
 
-    def _decode(self, outputs: dict[str, np.ndarray], jobs: list[Job]) -> None:
+    def _to_detections(self, outputs: dict[str, np.ndarray], jobs: list[Job]) -> None:
         """Each job's Detections, rows grouped by their request's threshold and max_dets."""
         try:
             groups: dict[PostprocessConfig, list[int]] = defaultdict(list)
@@ -188,7 +189,8 @@ class DynamicBatcher:
                 else:
                     part = {name: value[rows] for name, value in outputs.items()}
                 boxes = [jobs[row].prepared.box for row in rows]
-                for row, detections in zip(rows, self.detector.decode(part, boxes, config)):
+                found = self.detector.stages.to_detections(part, boxes, config)
+                for row, detections in zip(rows, found):
                     image = jobs[row].prepared.result.image
                     assert image is not None
                     _answer(jobs[row], ImageResult(detections, image.shape[1], image.shape[0]))

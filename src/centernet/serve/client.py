@@ -2,7 +2,7 @@
 
 Standard library only, so a client needs nothing but this package's core install::
 
-    from centernet.client import detect
+    from centernet.serve.client import detect
     found = detect("http://127.0.0.1:8000", "photo.jpg", threshold=0.3)
 """
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from centernet.engines import EngineOptions
 from centernet.errors import CenterNetError
+from centernet.runtime.detector import DetectorSettings
 
 
 @dataclass(frozen=True)
@@ -51,3 +52,15 @@ class ServeConfig:
     @property
     def model_name(self) -> str:
         return self.name or Path(self.model).stem
+
+    def detector_settings(self) -> DetectorSettings:
+        """The Detector whose stages the server runs (threshold and max_dets are only
+        defaults: each request may set its own)."""
+        return DetectorSettings(
+            engine=self.engine,
+            options=self.options,
+            max_dets=self.max_dets,
+            threshold=self.threshold,
+            readers=self.readers,
+            max_pixels=self.limits.max_pixels,
+        )

@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from centernet.errors import CenterNetError, ImageTooLargeError
-from centernet.pipeline import Detector
-from centernet.postprocess import PostprocessConfig
+from centernet.runtime.detector import Detector
+from centernet.runtime.postprocess import PostprocessConfig
 from centernet.serve.batcher import DynamicBatcher, ImageResult, Job, QueueFullError
 from centernet.serve.config import ServeConfig
 from centernet.serve.metrics import ServerMetrics
@@ -57,15 +57,7 @@ class DetectionService:
     ) -> None:
         self.config = config
         self.name = config.model_name
-        self.detector = Detector(
-            config.model,
-            engine=config.engine,
-            options=config.options,
-            max_dets=config.max_dets,
-            threshold=config.threshold,
-            readers=config.readers,
-            max_pixels=config.limits.max_pixels,
-        )
+        self.detector = Detector(config.model, config.detector_settings())
         self.metrics = ServerMetrics()
         # the batching strategy: an engine thread here, Ray Serve's @serve.batch on Ray
         self.batcher = batcher_type(self.detector, config.batching, self.metrics)
@@ -137,7 +129,9 @@ class DetectionService:
             *(
                 loop.run_in_executor(
                     self._readers,
-                    functools.partial(self.detector.prepare, data, index, name=f"image {index}"),
+                    functools.partial(
+                        self.detector.stages.prepare, data, index, name=f"image {index}"
+                    ),
                 )
                 for index, data in enumerate(images)
             )

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from centernet.preprocess import get_affine_transform
+from centernet.runtime.preprocess import get_affine_transform
 
 
 @dataclass(frozen=True)

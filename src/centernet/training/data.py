@@ -10,8 +10,8 @@ import torch
 from torch.utils.data import Dataset
 
 from centernet.datasets.coco import CocoAnnotations, CocoImage
-from centernet.images import read_image
-from centernet.preprocess import normalise_lut
+from centernet.runtime.images import read_image
+from centernet.runtime.preprocess import normalise_lut
 from centernet.training.augment import (
     AugmentConfig,
     flip_horizontally,

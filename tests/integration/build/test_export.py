@@ -9,13 +9,14 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from centernet.build.export import ExportConfig, export_onnx  # noqa: E402
 from centernet.engines import open_engine  # noqa: E402
 from centernet.errors import ModelFileError  # noqa: E402
-from centernet.export import DeployModel, ExportConfig, export_onnx  # noqa: E402
-from centernet.modelfile import MAP_OUTPUTS  # noqa: E402
+from centernet.modelfile.spec import MAP_OUTPUTS  # noqa: E402
 from centernet.models import create_model, settle_batchnorm  # noqa: E402
+from centernet.models.deploy import DeployModel  # noqa: E402
 from centernet.types import ModelSpec  # noqa: E402
-from tests.conftest import TINY_CLASSES, TINY_SIZE  # noqa: E402
+from tests.helpers import TINY_CLASSES, TINY_SIZE  # noqa: E402
 
 
 def test_full_size_dlav0_matches_torch(tmp_path):
@@ -87,9 +88,8 @@ def test_onnx_that_is_not_centernet_is_one_clear_error(tmp_path):
 
 @pytest.mark.parametrize("dynamic_size", [False, True])
 def test_topk_in_graph_gives_the_same_detections(tiny_network, tmp_path, photo_paths, dynamic_size):
-    from centernet.pipeline import Detector
-    from tests.conftest import export_tiny
-    from tests.integration.test_detector import assert_detections_close
+    from centernet.runtime.detector import Detector
+    from tests.helpers import assert_detections_close, export_tiny
 
     maps = export_tiny(
         tiny_network, tmp_path / "maps.onnx", dynamic_batch=True, dynamic_size=dynamic_size
@@ -129,7 +129,7 @@ def _scale_one_conv_weight(source, target, factor: float) -> None:
 
 
 def test_export_check_fails_a_broken_graph_and_gives_the_numbers(tiny_network, tmp_path):
-    from centernet.export import VerifyConfig, verify_against_torch
+    from centernet.build.export import VerifyConfig, verify_against_torch
 
     good = tmp_path / "good.onnx"
     export_onnx(tiny_network, good, ModelSpec("dlav0_34", 3, TINY_CLASSES, input_size=TINY_SIZE))

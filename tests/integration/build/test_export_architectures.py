@@ -16,18 +16,18 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from centernet.build.export import ExportConfig, export_onnx  # noqa: E402
+from centernet.build.quantize import BuildConfig, CalibrationConfig, build  # noqa: E402
 from centernet.classes import class_names_for  # noqa: E402
 from centernet.engines import EngineOptions, open_engine  # noqa: E402
 from centernet.engines.torch import TorchEngine  # noqa: E402
 from centernet.errors import CenterNetError  # noqa: E402
-from centernet.export import ExportConfig, export_onnx  # noqa: E402
-from centernet.images import read_image  # noqa: E402
 from centernet.models import ARCHS, create_model, settle_batchnorm  # noqa: E402
 from centernet.models.checkpoint import save_checkpoint  # noqa: E402
 from centernet.models.dcn import DCN  # noqa: E402
-from centernet.pipeline import Detector  # noqa: E402
-from centernet.preprocess import PreprocessConfig, preprocess_into  # noqa: E402
-from centernet.quantize import BuildConfig, CalibrationConfig, build  # noqa: E402
+from centernet.runtime.detector import Detector  # noqa: E402
+from centernet.runtime.images import read_image  # noqa: E402
+from centernet.runtime.preprocess import PreprocessConfig, preprocess_into  # noqa: E402
 from centernet.types import ModelSpec  # noqa: E402
 
 CLASSES = 3
@@ -173,7 +173,7 @@ def test_dcn_detections_equal_torch_engine(dcn_model, photo_paths, tmp_path):
 def test_openvino_names_deform_conv(dcn_model):
     pytest.importorskip("openvino")
     _, exported = dcn_model
-    with pytest.raises(CenterNetError, match=r"DeformConv.*--engine onnxruntime"):
+    with pytest.raises(CenterNetError, match=r'DeformConv.*`engine="onnxruntime"`'):
         open_engine(exported.path, "openvino")
 
 

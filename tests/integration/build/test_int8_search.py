@@ -10,11 +10,7 @@ import onnx
 import pytest
 import torch
 
-from centernet.engines import open_engine
-from centernet.images import read_image
-from centernet.modelfile import write_spec
-from centernet.preprocess import PreprocessConfig, preprocess_into
-from centernet.quantize import (
+from centernet.build.quantize import (
     BuildConfig,
     CalibrationConfig,
     build,
@@ -24,7 +20,11 @@ from centernet.quantize import (
     keep_float,
     prepare_for_quantization,
 )
-from tests.conftest import TINY_SIZE, export_tiny
+from centernet.engines import open_engine
+from centernet.modelfile.spec import write_spec
+from centernet.runtime.images import read_image
+from centernet.runtime.preprocess import PreprocessConfig, preprocess_into
+from tests.helpers import TINY_SIZE, export_tiny
 
 pytest.importorskip("pycocotools", reason="the layer search scores with pycocotools")
 
@@ -191,7 +191,7 @@ def test_the_openvino_target_follows_the_same_recipe(
 ):
     pytest.importorskip("nncf")
     from centernet.cli import main
-    from centernet.modelfile import read_file_spec
+    from centernet.modelfile.spec import read_file_spec
 
     out = tmp_path / "mixed.xml"
     code = main(
@@ -212,8 +212,8 @@ def test_the_noise_floor_is_the_float_models_own_drop_under_input_noise(
 ):
     from dataclasses import replace
 
-    from centernet.modelfile import load_centernet_onnx
-    from centernet.sensitivity import DetectionProbe, SearchConfig
+    from centernet.build.sensitivity import DetectionProbe, SearchConfig
+    from centernet.modelfile.spec import load_centernet_onnx
 
     _, spec = load_centernet_onnx(tiny_onnx_dynamic)
     paths = sorted(calib_dir.iterdir())

@@ -7,21 +7,19 @@ import numpy as np
 import onnx
 import pytest
 
-from centernet.calibration import ImageCalibrationReader, calibration_paths
-from centernet.engines import open_engine
-from centernet.errors import CenterNetError
-from centernet.images import read_image
-from centernet.pipeline import Detector
-from centernet.preprocess import PreprocessConfig, preprocess_into
-from centernet.quantize import (
+from centernet.build.quantize import (
     BuildConfig,
     CalibrationConfig,
     build,
     head_nodes,
     head_output_convs,
 )
-from tests.conftest import TINY_SIZE
-from tests.integration.test_detector import assert_detections_close
+from centernet.engines import open_engine
+from centernet.errors import CenterNetError
+from centernet.runtime.detector import Detector
+from centernet.runtime.images import read_image
+from centernet.runtime.preprocess import PreprocessConfig, preprocess_into
+from tests.helpers import TINY_SIZE, assert_detections_close
 
 # Stated tolerances, on images unseen in calibration: the SQNR of hm against fp32 (dB),
 # and its mean absolute difference. fp16 keeps ~3 significant digits (measured 51 dB);
@@ -121,20 +119,6 @@ def test_int8_mixed_by_sqnr_keeps_every_head_float(tiny_onnx_dynamic, calib_dir,
     assert result.search is None and "float_layer_search" not in result.spec.extra
 
 
-def test_calibration_reads_through_real_preprocessing(calib_dir, tiny_onnx_dynamic):
-    spec = open_engine(tiny_onnx_dynamic).spec
-    paths = calibration_paths(calib_dir, 10, batch=2)
-    reader = ImageCalibrationReader(paths, spec, batch=2)
-    batch = reader.get_next()["input"]
-    config = PreprocessConfig(input_size=spec.input_size)
-    for row, path in zip(batch, paths):
-        assert np.array_equal(row, preprocess_into(read_image(path), config)[0])
-    assert reader.get_next() is None
-    # strides, as ORT reads them for histogram methods: batch 1 only, then nothing more
-    reader = ImageCalibrationReader(paths, spec, batch=1)
-    reader.set_range(1, 2)
-    assert np.array_equal(reader.get_next()["input"][0], batch[1])
-    assert reader.get_next() is None
 
 
 def test_bad_calibration_folders(tiny_onnx_dynamic, tmp_path, calib_dir):

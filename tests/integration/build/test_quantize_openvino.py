@@ -14,19 +14,17 @@ import pytest
 from centernet.cli import main
 from centernet.engines import EngineOptions, open_engine
 from centernet.errors import CenterNetError, ModelFileError
-from centernet.images import read_image
-from centernet.modelfile import read_file_spec
-from centernet.pipeline import Detector
-from centernet.preprocess import PreprocessConfig, preprocess_into
+from centernet.modelfile.spec import read_file_spec
+from centernet.runtime.detector import Detector
+from centernet.runtime.images import read_image
+from centernet.runtime.preprocess import PreprocessConfig, preprocess_into
 from centernet.types import ModelSpec
-from tests.conftest import TINY_CLASSES, TINY_SIZE
-from tests.integration.test_cli import write_self_annotations
-from tests.integration.test_detector import assert_detections_close
+from tests.helpers import TINY_CLASSES, TINY_SIZE, assert_detections_close, write_self_annotations
 
 ov = pytest.importorskip("openvino")
 pytest.importorskip("nncf")
 
-from centernet.quantize_openvino import (  # noqa: E402  (after the importorskips)
+from centernet.build.quantize_openvino import (  # noqa: E402  (after the importorskips)
     CONVOLUTIONS,
     OpenVinoBuildConfig,
     build_openvino,
@@ -127,7 +125,7 @@ def test_spec_lives_in_the_runtime_info_and_reads_without_torch_or_nncf(int8_ir)
     assert ModelSpec.from_json(stored.astype(str)) == read_file_spec(int8_ir.path) == int8_ir.spec
     code = (
         "import sys\n"
-        "from centernet.modelfile import read_file_spec\n"
+        "from centernet.modelfile.spec import read_file_spec\n"
         "import centernet.engines.openvino\n"
         f"assert read_file_spec({str(int8_ir.path)!r}).precision == 'int8'\n"
         "loaded = {'torch', 'nncf', 'openvino'} & set(sys.modules)\n"
@@ -235,6 +233,6 @@ def test_bad_builds_and_bad_ir_files(tiny_onnx_dynamic, calib_dir, tmp_path):
 
 
 def _nncf(**changes):
-    from centernet.quantize_openvino import NncfSettings
+    from centernet.build.quantize_openvino import NncfSettings
 
     return NncfSettings(**changes)

@@ -10,10 +10,9 @@ import onnx
 import pytest
 
 from centernet.cli import main
-from centernet.modelfile import read_spec
-from centernet.pipeline import Detector
-from tests.conftest import TINY_CLASSES
-from tests.unit.test_images import write_bad_and_odd_images
+from centernet.modelfile.spec import read_spec
+from centernet.runtime.detector import Detector
+from tests.helpers import TINY_CLASSES, write_bad_and_odd_images, write_self_annotations
 
 
 def test_export_from_checkpoint(tiny_checkpoint, tmp_path, capsys):
@@ -121,30 +120,6 @@ def test_detect_says_once_which_engine_runs_and_whether_auto_chose_it(
     assert lines == ["engine: onnxruntime"]
 
 
-def write_self_annotations(detector, paths, path, quantile=0.9):
-    """Ground truth = every detection above a global score cut, so that each category's
-    true positives outrank its false positives: a correct eval must give AP 1.0."""
-    detections = detector(paths)
-    cut = np.quantile(np.concatenate([d.scores for d in detections]), quantile)
-    images, annotations = [], []
-    for image_id, (p, dets) in enumerate(zip(paths, detections), start=7):
-        images.append({"id": image_id, "file_name": p.name, "width": 1, "height": 1})
-        keep = dets[dets.scores >= cut]
-        for box, cls in zip(keep.xywh, keep.class_ids):
-            annotations.append(
-                {
-                    "id": len(annotations) + 1,
-                    "image_id": image_id,
-                    "category_id": int(cls) * 10 + 3,
-                    "bbox": box.tolist(),
-                    "area": float(box[2] * box[3]),
-                    "iscrowd": 0,
-                }
-            )
-    categories = [{"id": i * 10 + 3, "name": n} for i, n in enumerate(TINY_CLASSES)]
-    path.write_text(
-        json.dumps({"images": images, "annotations": annotations, "categories": categories})
-    )
 
 
 def test_eval_scores_perfect_on_its_own_boxes(tiny_onnx_dynamic, photo_paths, tmp_path, capsys):

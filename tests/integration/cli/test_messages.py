@@ -125,7 +125,8 @@ def test_inference_and_builds_never_import_torch():
     """ONNX Runtime / OpenVINO inference and `build` work on an install without torch."""
     code = (
         "import sys\n"
-        "import centernet.cli, centernet.pipeline, centernet.quantize, centernet.report\n"
+        "import centernet.cli, centernet.runtime.detector, centernet.build.quantize\n"
+        "import centernet.measure.report\n"
         "import centernet.engines.onnxruntime, centernet.engines.openvino\n"
         "assert 'torch' not in sys.modules, 'torch was imported'\n"
     )

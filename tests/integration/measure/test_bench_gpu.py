@@ -14,7 +14,7 @@ import pytest
 
 pytest.importorskip("torch")
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_gpu.py"
+SCRIPT = Path(__file__).resolve().parents[3] / "benchmarks" / "bench_gpu.py"
 
 
 def _script():
@@ -33,7 +33,9 @@ def test_quick_cpu_run_writes_the_table(tmp_path):
     assert set(data["table"]) == {"fp32", "bf16"} and set(data["eager_fp32"]) == {"2"}
     for rows in data["table"].values():
         assert [r["batch"] for r in rows] == [2]
-        assert all(r["network"]["images_per_s"] > 0 and r["e2e_images_per_s"] > 0 for r in rows)
+        assert all(
+            r["network"]["images_per_s"] > 0 and r["end_to_end_images_per_s"] > 0 for r in rows
+        )
     ap = data["ap"]["AP"]
     assert set(ap) == {"host fp32", "device fp32", "device bf16"}
     assert abs(ap["device fp32"] - ap["host fp32"]) <= 0.002
@@ -43,7 +45,7 @@ def test_quick_cpu_run_writes_the_table(tmp_path):
 
 def test_builtin_box_ap_is_pycocotools_ap(tmp_path):
     from centernet.datasets.synthetic import write_dataset
-    from centernet.evaluate import coco_evaluate
+    from centernet.measure.evaluate import coco_evaluate
 
     ann = write_dataset(tmp_path, 12, seed=3)
     truth = json.loads(ann.read_text())["annotations"]

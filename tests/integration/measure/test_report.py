@@ -6,10 +6,10 @@ import json
 
 import pytest
 
+from centernet.build.quantize import BuildConfig, CalibrationConfig, build
 from centernet.cli import main
-from centernet.pipeline import Detector
-from centernet.quantize import BuildConfig, CalibrationConfig, build
-from tests.integration.test_cli import write_self_annotations
+from centernet.runtime.detector import Detector
+from tests.helpers import write_self_annotations
 
 
 def test_bench_prints_a_row_per_batch(tiny_onnx_dynamic, photo_paths, tmp_path, capsys):
@@ -36,8 +36,10 @@ def test_bench_prints_a_row_per_batch(tiny_onnx_dynamic, photo_paths, tmp_path, 
     assert "end to end / network" in printed  # the share, always visible
     rows = json.loads(out.read_text())["rows"]
     assert [r["batch"] for r in rows] == [1, 2]
-    assert all(r["network_images_per_s"] > 0 and r["e2e_images_per_s"] > 0 for r in rows)
-    assert all(r["p50_ms"] <= r["p90_ms"] <= r["p99_ms"] for r in rows)
+    assert all(r["network"]["images_per_s"] > 0 and r["end_to_end_images_per_s"] > 0 for r in rows)
+    assert all(
+        r["network"]["p50_ms"] <= r["network"]["p90_ms"] <= r["network"]["p99_ms"] for r in rows
+    )
 
 
 def test_bench_of_a_static_batch_model_times_its_batch(tiny_onnx_batch2, capsys):

@@ -7,28 +7,10 @@ import numpy as np
 import pytest
 
 from centernet.errors import CenterNetError, ImageReadError
-from centernet.pipeline import Detector
-from centernet.postprocess import postprocess
-from centernet.preprocess import PreprocessConfig, preprocess_into
-from tests.conftest import TINY_SIZE
-from tests.unit.test_images import write_bad_and_odd_images
-
-
-def assert_detections_close(a, b, atol=1e-3, score_atol=1e-5):
-    """The same boxes within float tolerance, as sets: near-equal scores may swap order, and
-    a box at the top-K cut may be replaced by its near-tie, so the last score's band is
-    left out of the comparison."""
-    assert len(a) == len(b)
-    floor = max(a.scores[-1], b.scores[-1]) + score_atol if len(a) else 0.0
-    a, b = a[a.scores > floor], b[b.scores > floor]
-    assert abs(len(a) - len(b)) <= 1  # one box may straddle the floor
-    close = (
-        (a.class_ids[:, None] == b.class_ids[None, :])
-        & (np.abs(a.scores[:, None] - b.scores[None, :]) <= score_atol)
-        & np.all(np.abs(a.xyxy[:, None, :] - b.xyxy[None, :, :]) <= atol, axis=2)
-    )
-    matched = min(len(a), len(b))
-    assert close.any(axis=1).sum() >= matched and close.any(axis=0).sum() >= matched
+from centernet.runtime.detector import Detector
+from centernet.runtime.postprocess import postprocess
+from centernet.runtime.preprocess import PreprocessConfig, preprocess_into
+from tests.helpers import TINY_SIZE, assert_detections_close, write_bad_and_odd_images
 
 
 def test_detector_equals_manual_pipeline(tiny_onnx_dynamic, photo_paths):
@@ -105,7 +87,7 @@ def test_keep_res(tiny_onnx_dynamic, tiny_onnx_batch2, photo_paths):
     expected = postprocess(detector.engine(x[None]), [box])[0]
     assert_detections_close(got[0], expected, atol=1e-4)
     assert len(got[1]) == 100
-    with pytest.raises(CenterNetError, match="--dynamic-size"):
+    with pytest.raises(CenterNetError, match="`dynamic_size`"):
         Detector(tiny_onnx_batch2, keep_res=True)
 
 

@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 import pytest
 
-from centernet.pipeline import Detector
+from centernet.runtime.detector import Detector
 
 MUTATIONS = 300
 INTACT_EVERY = 10  # an intact copy after every 10 mutated files

@@ -102,7 +102,7 @@ def test_a_minute_of_training_finds_a_large_shape(tmp_path):
     assert [h["epoch"] for h in result.history] == list(range(1, 37))
     losses = [h["losses"]["loss"] for h in result.history]
     assert losses[-1] < 0.3 * losses[0]
-    from centernet.pipeline import Detector
+    from centernet.runtime.detector import Detector
 
     detector = Detector(result.last)  # runs at the 128x128 it was trained for
     hits = 0

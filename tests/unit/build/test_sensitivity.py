@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from centernet.sensitivity import SearchConfig, search_float_layers
+from centernet.build.sensitivity import SearchConfig, search_float_layers
 
 FLOAT = "float model"
 

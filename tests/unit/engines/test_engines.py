@@ -40,7 +40,7 @@ def _spec_only_onnx(path, arch: str):
     import onnx
     from onnx import TensorProto, helper
 
-    from centernet.modelfile import write_spec
+    from centernet.modelfile.spec import write_spec
     from centernet.types import ModelSpec
 
     x = helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 32, 32])

@@ -1,5 +1,5 @@
 """The torch engine's run settings: precision, layout and the graph wrapper, on the CPU
-(the CUDA-only parts are in tests/integration/test_device_pipeline.py, skipped without a
+(the CUDA-only parts are in tests/integration/runtime/device/test_stages.py, skipped without a
 GPU)."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from centernet.errors import CenterNetError
-from tests.conftest import TINY_SIZE, make_tiny_network
+from tests.helpers import TINY_SIZE, make_tiny_network
 
 torch = pytest.importorskip("torch")
 
@@ -47,7 +47,7 @@ def test_cpu_defaults_are_eager_contiguous_fp32():
     ("fields", "message"),
     [
         ({"precision": "tf32"}, "tf32 is a CUDA mode"),
-        ({"capture": "graph"}, "CUDA graphs need --device cuda"),
+        ({"capture": "graph"}, 'CUDA graphs need `device="cuda"`'),
         ({"precision": "int4"}, "unknown precision 'int4' for the torch engine"),
         ({"capture": "jit"}, "unknown capture"),
     ],
@@ -59,7 +59,7 @@ def test_settings_refuse_what_cannot_run(fields, message):
 
 @no_cuda
 def test_cuda_without_a_gpu_is_one_clear_error():
-    with pytest.raises(CenterNetError, match="torch has no CUDA device here; use --device cpu"):
+    with pytest.raises(CenterNetError, match='torch has no CUDA device here; use `device="cpu"`'):
         RunSettings.resolve("cuda")
 
 

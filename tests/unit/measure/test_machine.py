@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from centernet.machine import SPEED_FLAGS, cpu_model_and_flags, describe_machine
+from centernet.measure.machine import SPEED_FLAGS, cpu_model_and_flags, describe_machine
 
 XEON = """processor\t: 0
 model name\t: Intel(R) Xeon(R) Platinum 8481C CPU @ 2.70GHz

@@ -8,10 +8,10 @@ import cv2
 import numpy as np
 import pytest
 
-from centernet.bench import Timing
-from centernet.draw import plot_report
 from centernet.errors import MissingDependencyError
-from centernet.report import ModelRow, Report, ReportConfig, write_report
+from centernet.measure.bench import Timing
+from centernet.measure.report import ModelRow, Report, ReportConfig
+from centernet.measure.report_files import plot_report, write_report
 
 pytest.importorskip("matplotlib")
 

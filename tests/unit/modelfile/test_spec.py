@@ -8,7 +8,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from centernet.errors import ModelFileError
-from centernet.modelfile import load_centernet_onnx, read_file_spec, write_spec
+from centernet.modelfile.spec import load_centernet_onnx, read_file_spec, write_spec
 from centernet.types import ModelSpec
 
 

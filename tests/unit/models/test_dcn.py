@@ -207,7 +207,8 @@ class _Net(torch.nn.Module):
 
 
 def _export(module: torch.nn.Module, x: torch.Tensor, path: Path, opset: int = 19, **kw) -> None:
-    """Legacy TorchScript export, as centernet.export does; its deprecation notice silenced."""
+    """Legacy TorchScript export, as centernet.build.export does; its deprecation notice
+    silenced."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         torch.onnx.export(module, (x,), str(path), dynamo=False, opset_version=opset, **kw)

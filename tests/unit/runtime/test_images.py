@@ -7,32 +7,8 @@ import numpy as np
 import pytest
 
 from centernet.errors import ImageReadError
-from centernet.images import collect_image_paths, read_image, to_bgr8
-
-
-def write_bad_and_odd_images(folder, photo) -> dict[str, str | None]:
-    """Files of every awkward kind; value = the expected error fragment, None = readable."""
-    data = photo.read_bytes()
-    (folder / "empty.jpg").write_bytes(b"")
-    (folder / "truncated.jpg").write_bytes(data[: len(data) // 2])
-    (folder / "text.jpg").write_text("this is not a picture\n")
-    deep = (np.arange(64 * 48, dtype=np.uint16).reshape(48, 64) * 20).astype(np.uint16)
-    cv2.imwrite(str(folder / "deep16.png"), np.dstack([deep] * 3))
-    cv2.imwrite(str(folder / "grey.png"), np.full((40, 50), 128, np.uint8))
-    rgba = np.zeros((30, 20, 4), np.uint8)
-    rgba[..., 2], rgba[..., 3] = 255, 128
-    cv2.imwrite(str(folder / "rgba.png"), rgba)
-    cv2.imwrite(str(folder / "one_pixel.png"), np.full((1, 1, 3), 200, np.uint8))
-    return {
-        "empty.jpg": "empty file",
-        "truncated.jpg": "truncated JPEG",
-        "text.jpg": "not a decodable image",
-        "missing.jpg": "no such file",
-        "deep16.png": None,
-        "grey.png": None,
-        "rgba.png": None,
-        "one_pixel.png": None,
-    }
+from centernet.runtime.images import collect_image_paths, read_image, to_bgr8
+from tests.helpers import write_bad_and_odd_images
 
 
 def test_read_image_reasons(tmp_path, photo_paths):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from centernet.postprocess import PostprocessConfig, postprocess
-from centernet.preprocess import PreprocessConfig, make_letterbox
+from centernet.runtime.postprocess import PostprocessConfig, postprocess
+from centernet.runtime.preprocess import PreprocessConfig, make_letterbox
 
 
 def slow_max_pool3(hm: np.ndarray) -> np.ndarray:
@@ -125,7 +125,7 @@ def test_large_maps_take_the_score_floor_and_stay_exact(levels):
     """Maps large enough for the sampled score floor (20 classes x 32 x 32), with and
     without many exact ties (scores on 16 levels, more than K at the top score), against
     the slow reference."""
-    from centernet.postprocess import _score_floor
+    from centernet.runtime.postprocess import _score_floor
 
     rng = np.random.default_rng(11)
     outputs = random_outputs(rng, 1, 20, 32, 32)

@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from centernet.preprocess import (
+from centernet.runtime.preprocess import (
     PreprocessConfig,
     keep_res_pad,
     make_letterbox,

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import torch
 
-from centernet.images import is_jpeg
+from centernet.runtime.images import is_jpeg
 
 #: Frame types nvJPEG decodes: SOF0 baseline, SOF1 extended sequential, SOF2 progressive.
 _DEVICE_FRAMES = (0xC0, 0xC1, 0xC2)

@@ -56,7 +56,7 @@ def top_peaks(hm: torch.Tensor, hm_max: torch.Tensor, k: int) -> tuple[torch.Ten
     return scores, _LOW_32 - (best & _LOW_32)
 
 
-def decode_boxes(
+def maps_to_top_boxes(
     maps: tuple[torch.Tensor, ...], output_to_original: np.ndarray, k: int
 ) -> TopBoxes:
     """The K best boxes per image from the network's ``(hm_max, hm, wh, reg)`` for the

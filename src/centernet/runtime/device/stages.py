@@ -1,16 +1,15 @@
 """The device pipeline: the Detector's stages re-expressed in torch, so that on a GPU an
 image goes from JPEG bytes to K boxes without its pixels or maps visiting the host.
 
-    reader threads   read the file; JPEGs the GPU takes stay encoded, others are
-                     decoded on the host (the same reader and errors as the host pipeline)
+    reader threads   ``prepare``: read the file; JPEGs the GPU takes stay encoded, others
+                     are decoded on the host (the same reader and errors as the host stages)
     batching thread  ``assemble``: nvJPEG decode (batched), the letterbox warp and the
                      normalisation (``warp.py``, bit-identical to OpenCV) into one batch,
                      on a side CUDA stream so that it overlaps the network
     engine thread    ``run``: the network (``TorchEngine.forward``: precision, channels_last,
                      a CUDA graph per batch size), then peaks, top-K, boxes and the inverse
-                     affine (``device_postprocess.py``); only K boxes per image are copied
-                     back
-    post thread      the K boxes -> Detections with the detector's threshold
+                     affine (``postprocess.py``); only K boxes per image are copied back
+    post thread      ``to_detections``: the K boxes -> Detections with the threshold
 
 The same code runs on the CPU (device "cpu"), where nothing is decoded on the device; that
 is how CI checks it against the host pipeline.
@@ -20,23 +19,26 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
-from centernet.device_jpeg import JpegDecoder, decodes_on_device, nvjpeg_decoder
-from centernet.device_postprocess import TopBoxes, decode_boxes
 from centernet.engines.torch import TorchEngine
 from centernet.errors import ImageReadError
-from centernet.images import decode_image
-from centernet.postprocess import PostprocessConfig
-from centernet.preprocess import PreprocessConfig, make_letterbox
+from centernet.runtime.device.jpeg import JpegDecoder, decodes_on_device, nvjpeg_decoder
+from centernet.runtime.device.postprocess import TopBoxes, maps_to_top_boxes
+from centernet.runtime.device.warp import WarpJob, warp_normalise
+from centernet.runtime.images import decode_image
+from centernet.runtime.postprocess import PostprocessConfig
+from centernet.runtime.preprocess import PreprocessConfig, make_letterbox
+from centernet.runtime.profiling import NO_PROFILE, Clock
+from centernet.runtime.stages import (
+    ImageSource,
+    PreparedImage,
+    device_pipeline_refusal,
+    read_source,
+)
 from centernet.types import Detections, Letterbox
-from centernet.warp import WarpJob, warp_normalise
-
-if TYPE_CHECKING:
-    from centernet.pipeline import PreparedImage
 
 #: ``decoder="auto"``: nvJPEG where there is a GPU and torchvision, else the host.
 AUTO = "auto"
@@ -54,27 +56,27 @@ class DeviceBatch:
     ready: torch.cuda.Event | None = field(default=None, repr=False)
 
 
-class DevicePipeline:
-    """The device stages of one Detector (see the module docstring)."""
+class DeviceStages:
+    """prepare / assemble / run / to_detections on the torch engine's device (see the
+    module docstring); the same interface as ``HostStages``."""
 
     def __init__(
         self,
         engine: object,
         preprocess: PreprocessConfig,
-        max_dets: int,
+        postprocess_config: PostprocessConfig,
         batch_size: int,
         max_pixels: int | None,
         decoder: JpegDecoder | str | None = AUTO,
         arithmetic: str | None = None,
     ) -> None:
         if not isinstance(engine, TorchEngine):
-            from centernet.pipeline import device_pipeline_refusal
-
             raise device_pipeline_refusal(getattr(engine, "name", type(engine).__name__))
         self.engine = engine
         self.device = engine.device
         self.preprocess = preprocess
-        self.max_dets = max_dets
+        self.postprocess = postprocess_config
+        self.max_dets = postprocess_config.max_dets
         self.batch_size = batch_size
         self.max_pixels = max_pixels
         self.decoder = nvjpeg_decoder(self.device) if decoder == AUTO else decoder
@@ -90,17 +92,36 @@ class DevicePipeline:
         """Whether ``data`` stays encoded until the device decodes it."""
         return self.decoder is not None and decodes_on_device(data)
 
-    def assemble(self, members: Sequence[PreparedImage]) -> DeviceBatch | None:
+    def prepare(
+        self,
+        source: ImageSource,
+        index: int = 0,
+        clock: Clock = NO_PROFILE,
+        name: str | None = None,
+    ) -> PreparedImage:
+        """Read one image: a JPEG the device decodes stays encoded (after the host's own
+        checks), anything else is decoded here; it is warped on the device."""
+        result, encoded = read_source(
+            source, index, name, self.max_pixels, clock, keep_encoded=self.takes_encoded
+        )
+        if not result.ok:
+            return PreparedImage(result)
+        return PreparedImage(result, payload=encoded if encoded is not None else result.image)
+
+    def assemble(
+        self, members: Sequence[PreparedImage], clock: Clock = NO_PROFILE
+    ) -> DeviceBatch | None:
         """Decode and pre-process ``members`` into one device batch (None if none of them
         can be decoded: each failure is recorded in its result, as the host reader does)."""
-        if self._side is None:
-            return self._assemble(members)
-        with torch.cuda.stream(self._side):
-            batch = self._assemble(members)
-            if batch is not None:
-                batch.ready = torch.cuda.Event()
-                batch.ready.record(self._side)
-        return batch
+        with clock.timed("device decode + pre-process"):
+            if self._side is None:
+                return self._assemble(members)
+            with torch.cuda.stream(self._side):
+                batch = self._assemble(members)
+                if batch is not None:
+                    batch.ready = torch.cuda.Event()
+                    batch.ready.record(self._side)
+            return batch
 
     def _assemble(self, members: Sequence[PreparedImage]) -> DeviceBatch | None:
         images = self._decode(members)
@@ -163,9 +184,17 @@ class DevicePipeline:
             batch.input.record_stream(stream)  # made on the side stream, freed after use
         maps = self.engine.runner(batch.input, allow_graph=self._graphs)
         matrices = np.stack([box.output_to_original for box in batch.boxes])
-        return decode_boxes(maps, matrices, self.max_dets)
+        return maps_to_top_boxes(maps, matrices, self.max_dets)
 
-    @staticmethod
-    def detections(top: TopBoxes, count: int, config: PostprocessConfig) -> list[Detections]:
-        """The first ``count`` rows of ``top`` as Detections under ``config``."""
-        return [top.detections(row, config.threshold, config.max_dets) for row in range(count)]
+    def to_detections(
+        self,
+        top: TopBoxes,
+        boxes: Sequence[Letterbox],
+        config: PostprocessConfig | None = None,
+    ) -> list[Detections]:
+        """The first ``len(boxes)`` rows of ``top`` as Detections under ``config`` (this
+        pipeline's threshold and max_dets by default)."""
+        config = config or self.postprocess
+        return [
+            top.detections(row, config.threshold, config.max_dets) for row in range(len(boxes))
+        ]

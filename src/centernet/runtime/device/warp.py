@@ -35,7 +35,7 @@ from functools import lru_cache
 import numpy as np
 import torch
 
-from centernet.preprocess import normalise_lut
+from centernet.runtime.preprocess import normalise_lut
 
 ARITHMETICS = ("float", "fixed")
 _FIXED_AB_SCALE = 1024  # OpenCV's AB_BITS = 10

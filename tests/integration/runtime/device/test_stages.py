@@ -13,14 +13,12 @@ import pytest
 from centernet.cli import main
 from centernet.engines import EngineOptions
 from centernet.errors import CenterNetError
-from centernet.pipeline import Detector
-from tests.conftest import TINY_SIZE
-from tests.integration.test_detector import assert_detections_close
-from tests.unit.test_images import write_bad_and_odd_images
+from centernet.runtime.detector import Detector
+from tests.helpers import TINY_SIZE, assert_detections_close, write_bad_and_odd_images
 
 torch = pytest.importorskip("torch")
 
-from centernet.device_jpeg import rgb_planes_to_bgr  # noqa: E402
+from centernet.runtime.device.jpeg import rgb_planes_to_bgr  # noqa: E402
 
 OPTIONS = EngineOptions(input_size=TINY_SIZE)
 BOX_PX, SCORE = 0.5, 1e-4  # the agreement the device pipeline promises
@@ -97,7 +95,7 @@ def test_a_bad_file_mid_batch_fails_alone_with_the_hosts_reason(
     host = list(Detector(tiny_checkpoint, batch_size=4, options=OPTIONS).stream(sources))
     detector = Detector(tiny_checkpoint, batch_size=4, options=OPTIONS, pipeline="device")
     if on_device:
-        detector.device_pipeline.decoder = fake_device_decoder(frozenset({refused}))
+        detector.stages.decoder = fake_device_decoder(frozenset({refused}))
     device = list(detector.stream(sources))
     assert [r.source for r in device] == sources
     assert [r.error for r in device] == [r.error for r in host]
@@ -106,7 +104,7 @@ def test_a_bad_file_mid_batch_fails_alone_with_the_hosts_reason(
         if a.ok:
             assert_same_boxes(a.detections, b.detections)
     if on_device:
-        calls = detector.device_pipeline.decoder.calls
+        calls = detector.stages.decoder.calls
         assert sum(calls) == 3 and max(calls) > 1  # three photos (one refused), batched
         by_source = {r.source: r for r in device}
         assert by_source[str(photo_paths[1])].image is None  # decoded on the device
@@ -132,7 +130,7 @@ def test_default_model_ap_is_the_hosts(tmp_path):
     from centernet.datasets.coco import load_annotations
     from centernet.datasets.synthetic import write_dataset
     from centernet.demo import EVAL_SEED, default_model_path
-    from centernet.evaluate import evaluate_detector
+    from centernet.measure.evaluate import evaluate_detector
 
     annotations = load_annotations(write_dataset(tmp_path, 20, seed=EVAL_SEED))
     ap = {
@@ -150,7 +148,7 @@ def test_default_model_ap_is_the_hosts(tmp_path):
 def tiny_checkpoint_128(tiny_network, tmp_path_factory):
     """The tiny checkpoint recording its input size, so that the CLI runs it at 128x128."""
     from centernet.models.checkpoint import save_checkpoint
-    from tests.conftest import TINY_CLASSES, TINY_WIDTH
+    from tests.helpers import TINY_CLASSES, TINY_WIDTH
 
     path = tmp_path_factory.mktemp("ckpt128") / "tiny128.pth"
     save_checkpoint(path, tiny_network, epoch=1, arch="dlav0_34", arch_args={"width": TINY_WIDTH},
@@ -197,7 +195,9 @@ def test_cli_detect_eval_and_bench_with_the_device_pipeline(
     finally:
         torch.set_num_threads(threads)
     rows = json.loads(report.read_text())["rows"]
-    assert [r["batch"] for r in rows] == [1, 2] and all(r["e2e_images_per_s"] > 0 for r in rows)
+    assert [r["batch"] for r in rows] == [1, 2] and all(
+        r["end_to_end_images_per_s"] > 0 for r in rows
+    )
 
 
 @no_cuda
@@ -218,13 +218,13 @@ def test_cuda_without_a_gpu_is_one_line_and_exit_2(command, tiny_checkpoint, tmp
 
 
 def test_onnxruntime_names_where_each_precision_runs(tiny_onnx_dynamic):
-    hints = {"fp16": "use the torch engine", "tf32": "with --device cuda"}
+    hints = {"fp16": "use the torch engine", "tf32": 'with `device="cuda"`'}
     for precision, hint in hints.items():
         with pytest.raises(CenterNetError, match=f"no run-time {precision} mode; .*{hint}"):
             Detector(tiny_onnx_dynamic, options=EngineOptions(precision=precision))
 
 
-# ---- CUDA only: skipped without a GPU (CI). Not yet run on a GPU when written. ----
+# ---- CUDA only: skipped without a GPU (CI); passed on an H200 (BENCHMARKS.md "GPU"). ----
 
 
 @cuda
@@ -260,7 +260,7 @@ def test_cuda_engine_graphs_per_batch_size(precision, tiny_checkpoint):
 
 @cuda
 def test_nvjpeg_decodes_like_opencv(photo_paths):
-    from centernet.device_jpeg import nvjpeg_decoder
+    from centernet.runtime.device.jpeg import nvjpeg_decoder
 
     decode = nvjpeg_decoder(torch.device("cuda"))
     if decode is None:

@@ -10,7 +10,7 @@ import pytest
 
 pytest.importorskip("torch")
 
-from centernet.device_jpeg import decodes_on_device, nvjpeg_decoder, read_jpeg_header  # noqa: E402
+from centernet.runtime.device.jpeg import decodes_on_device, nvjpeg_decoder, read_jpeg_header  # noqa: E402
 
 
 def _jpeg(image: np.ndarray, *params: int) -> bytes:

@@ -6,13 +6,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from centernet.postprocess import PostprocessConfig, postprocess
-from centernet.preprocess import PreprocessConfig, make_letterbox
+from centernet.runtime.postprocess import PostprocessConfig, postprocess
+from centernet.runtime.preprocess import PreprocessConfig, make_letterbox
 
 torch = pytest.importorskip("torch")
 import torch.nn.functional as F  # noqa: E402
 
-from centernet.device_postprocess import decode_boxes, top_peaks  # noqa: E402
+from centernet.runtime.device.postprocess import maps_to_top_boxes, top_peaks  # noqa: E402
 
 
 def _maps(n: int, c: int, h: int, w: int, seed: int = 0, steps: float = 4.0):
@@ -40,7 +40,7 @@ def test_device_decode_equals_the_host(config):
     boxes = [make_letterbox(w, h, PreprocessConfig(input_size=(128, 160))) for w, h in
              [(900, 600), (300, 1000), (640, 480)]]  # fmt: skip
     expected = _host(maps, boxes, config)
-    top = decode_boxes(maps, np.stack([b.output_to_original for b in boxes]), config.max_dets)
+    top = maps_to_top_boxes(maps, np.stack([b.output_to_original for b in boxes]), config.max_dets)
     for row, want in enumerate(expected):
         got = top.detections(row, config.threshold, config.max_dets)
         assert np.array_equal(got.class_ids, want.class_ids)
@@ -53,7 +53,7 @@ def test_only_the_rows_with_letterboxes_are_decoded_and_few_peaks_are_not_padded
     hm[0, 0, 2, 3], hm[0, 0, 6, 6] = 0.9, 0.4  # two peaks; every other cell scores 0
     maps = (F.max_pool2d(hm, 3, 1, 1), hm, torch.ones((2, 2, 8, 8)), torch.zeros((2, 2, 8, 8)))
     box = make_letterbox(32, 32, PreprocessConfig(input_size=(32, 32)))
-    top = decode_boxes(maps, np.stack([box.output_to_original]), 100)
+    top = maps_to_top_boxes(maps, np.stack([box.output_to_original]), 100)
     assert top.scores.shape == (1, 64)  # k is capped at the map's cells; padding row dropped
     got = top.detections(0)
     want = _host(maps, [box], PostprocessConfig())[0]

@@ -7,11 +7,11 @@ import cv2
 import numpy as np
 import pytest
 
-from centernet.preprocess import PreprocessConfig, make_letterbox, preprocess_into
+from centernet.runtime.preprocess import PreprocessConfig, make_letterbox, preprocess_into
 
 torch = pytest.importorskip("torch")
 
-from centernet.warp import (  # noqa: E402
+from centernet.runtime.device.warp import (  # noqa: E402
     WarpJob,
     opencv_arithmetic,
     opencv_inverse,

@@ -1,0 +1,34 @@
+"""Running a model file on images: the Detector and its threads, the stages it runs (host:
+image reading, letterbox, post-processing; device: ``runtime/device``), drawing the boxes."""
+
+from centernet._lazy import lazy_exports
+
+__getattr__, __dir__, __all__ = lazy_exports(
+    __name__,
+    {
+        "Detector": "detector",
+        "DetectorSettings": "detector",
+        "DetectionResult": "stages",
+        "ImageSource": "stages",
+        "PIPELINES": "stages",
+        "PreparedImage": "stages",
+        "Stages": "stages",
+        "HostStages": "host",
+        "DEFAULT_MAX_PIXELS": "images",
+        "IMAGE_SUFFIXES": "images",
+        "ImageList": "images",
+        "collect_image_paths": "images",
+        "decode_image": "images",
+        "read_image": "images",
+        "PreprocessConfig": "preprocess",
+        "get_affine_transform": "preprocess",
+        "keep_res_pad": "preprocess",
+        "make_letterbox": "preprocess",
+        "preprocess_into": "preprocess",
+        "PostprocessConfig": "postprocess",
+        "postprocess": "postprocess",
+        "StageProfile": "profiling",
+        "class_colour": "draw",
+        "draw_detections": "draw",
+    },
+)
