@@ -34,9 +34,10 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def url_of(sock: socket.socket) -> str:
+def url_of(sock: socket.socket, tls: bool = False) -> str:
     host, port = sock.getsockname()[:2]
-    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+    scheme = "https" if tls else "http"
+    return f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
 
 
 class _Server(uvicorn.Server):
@@ -59,10 +60,23 @@ def make_server(
     access_log: bool = False,
 ) -> uvicorn.Server:
     """A uvicorn server of ``service``'s app: ``.run(sockets=[sock])`` serves until
-    ``.should_exit`` is set (tests run it in a thread this way)."""
+    ``.should_exit`` is set (tests run it in a thread this way). TLS and the keep-alive
+    timeout are the config's ``transport``."""
+    transport = service.config.transport
     config = uvicorn.Config(
-        create_app(service), lifespan="on", log_level=log_level, access_log=access_log
+        create_app(service),
+        lifespan="on",
+        log_level=log_level,
+        access_log=access_log,
+        timeout_keep_alive=transport.keep_alive_s,
+        ssl_certfile=transport.ssl_certfile,
+        ssl_keyfile=transport.ssl_keyfile,
     )
+    if transport.tls:
+        try:
+            config.load()  # reads the certificate and key now: a bad file is a one-line error
+        except (OSError, ValueError) as exc:
+            raise CenterNetError(f"cannot use the TLS certificate or key: {exc}") from None
     return _Server(config, on_ready)
 
 
