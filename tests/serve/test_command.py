@@ -47,9 +47,15 @@ def _start_serve(model, *options: str) -> tuple[subprocess.Popen, str]:
     )
     process.errors = errors  # type: ignore[attr-defined]
     lines: queue.Queue = queue.Queue()
-    threading.Thread(
-        target=lambda: [lines.put(line) for line in process.stdout], daemon=True
-    ).start()
+    process.printed = []  # type: ignore[attr-defined]  # stdout, every line
+
+    def read() -> None:
+        for line in process.stdout:
+            process.printed.append(line)  # type: ignore[attr-defined]
+            lines.put(line)
+
+    process.reader = threading.Thread(target=read, daemon=True)  # type: ignore[attr-defined]
+    process.reader.start()  # type: ignore[attr-defined]
     deadline = time.perf_counter() + 60
     while time.perf_counter() < deadline:
         try:
