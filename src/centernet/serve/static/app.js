@@ -89,7 +89,7 @@
     if (!(problem instanceof Problem)) return `Unexpected error in the page: ${problem}`;
     const title = TITLES[problem.status] || "Error";
     let text = `${title} (${problem.status || "no answer"}): ${problem.message}`;
-    if (problem.status === 401) text += ". Enter a valid API key above.";
+    if (problem.status === 401) text += ". Enter the right API key at the top right.";
     if (problem.status === 503) text += `. Try again in ${problem.retryAfter || 1} s.`;
     return text;
   }
@@ -118,9 +118,9 @@
       showModel(meta);
     } catch (problem) {
       ui.model.classList.add("error");
-      ui.model.textContent = problem.status === 401
-        ? "This server needs an API key: enter it on the right."
-        : `Cannot read the model: ${describe(problem)}`;
+      if (problem.status !== 401) ui.model.textContent = `Cannot read the model: ${describe(problem)}`;
+      else if (!ui.key.value.trim()) ui.model.textContent = "This server needs an API key: enter it on the right.";
+      else ui.model.textContent = `Not authorized: ${problem.message}. Enter the right key on the right.`;
     }
   }
 
@@ -302,7 +302,8 @@
     }
     ui.statImage.textContent = `${answer.width}×${answer.height}`;
     ui.statFile.textContent = ui.statFile.title = fileName();
-    ui.statBoxes.textContent = `${shown.length} of ${answer.detections.length} received`;
+    ui.statBoxes.textContent = `${shown.length} of ${answer.detections.length}`;
+    ui.statBoxes.title = `drawn of received (score ≥ ${REQUEST_THRESHOLD})`;
     const { server, roundTrip } = state.timing || {};
     ui.statServer.textContent = server == null ? "–" : `${server.toFixed(1)} ms`;
     ui.statRoundTrip.textContent = roundTrip == null ? "–" : `${roundTrip.toFixed(1)} ms`;
