@@ -48,8 +48,12 @@ class ReceiveDeadline:
             if received_all:  # only a disconnect can come now: nothing to limit
                 return await receive()
             try:
-                message = await asyncio.wait_for(receive(), max(0.0, deadline - loop.time()))
-            except asyncio.TimeoutError:
+                if hasattr(asyncio, "timeout_at"):  # Python 3.11+: no task per call
+                    async with asyncio.timeout_at(deadline):
+                        message = await receive()
+                else:
+                    message = await asyncio.wait_for(receive(), max(0.0, deadline - loop.time()))
+            except (asyncio.TimeoutError, TimeoutError):
                 timed_out = True
                 raise ReceiveTimeoutError(self.seconds) from None
             if message["type"] != "http.request" or not message.get("more_body", False):
