@@ -4,12 +4,15 @@ A new front over the Detector's stages, not a second pipeline: requests are deco
 pre-processed by ``Detector.prepare``, batched across clients by ``batcher.py``, run on the
 Detector's engine and decoded by ``Detector.decode``. Modules:
 
-- ``config.py``   ServeConfig: model, limits, batching (no web framework needed)
+- ``config.py``   ServeConfig: model, limits, batching, access, transport (no web framework)
 - ``service.py``  DetectionService: images in, per-image results out; admission, timeouts
 - ``batcher.py``  DynamicBatcher: up to max-batch images, at most max-delay of waiting
 - ``oip.py``      the Open Inference Protocol (KServe v2) request/response codec
 - ``metrics.py``  Prometheus metrics of one server
 - ``app.py``      routes (FastAPI), limits, JSON errors
+- ``auth.py``     API keys (Bearer), the routes open without one, CORS
+- ``deadline.py`` an absolute deadline for receiving a request (408)
+- ``page.py``     the page at GET / (``static/``: HTML, JS, CSS)
 - ``server.py``   uvicorn on a bound socket; SIGTERM drains in-flight requests
 - ``loadtest.py`` a bounded HTTP load generator (standard library only)
 
