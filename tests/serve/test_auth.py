@@ -386,6 +386,42 @@ def test_trickling_clients_get_408_by_the_deadline_while_others_are_served(
         wait_until(lambda: len(connections) == 0)
 
 
+def test_trickled_headers_and_idle_connections_are_cut_off_by_the_deadline(tiny_onnx_dynamic):
+    deadline_s = 2.0
+    config = tiny_config(tiny_onnx_dynamic)
+    config = replace(config, limits=replace(config.limits, receive_timeout_s=deadline_s))
+    with RunningServer(DetectionService(config)) as server:
+        parts = urllib.parse.urlsplit(server.url)
+        address = (parts.hostname, parts.port)
+        idle = socket.create_connection(address, timeout=10)  # sends nothing at all
+        trickler = socket.create_connection(address, timeout=10)
+        busy = socket.create_connection(address, timeout=10)  # keep-alive, a request each 0.4 s
+        started = time.perf_counter()
+        head = b"POST /v1/detect HTTP/1.1\r\nHost: test\r\nContent-Type: image/jpeg\r\n"
+        answers = []
+        for i in range(len(head)):
+            if select.select([trickler], [], [], 0)[0]:
+                break
+            trickler.sendall(head[i : i + 1])
+            if i % 2 == 0:  # the other client's requests, on one connection, keep working
+                busy.sendall(b"GET /v2/health/live HTTP/1.1\r\nHost: test\r\n\r\n")
+                answers.append(busy.recv(65536))
+            time.sleep(0.2)
+        response = read_until_closed(trickler)
+        cut = time.perf_counter() - started
+        head_of, _, body = response.partition(b"\r\n\r\n")
+        assert head_of.startswith(b"HTTP/1.1 408 "), response
+        assert "headers were not received within 2 s" in json.loads(body)["error"]
+        assert deadline_s - 0.05 <= cut <= deadline_s + 1.5, cut
+        assert read_until_closed(idle) == b""  # closed, without an answer to nothing
+        assert time.perf_counter() - started <= deadline_s + 1.5
+        assert len(answers) >= 3 and all(a.startswith(b"HTTP/1.1 200 ") for a in answers)
+        busy.sendall(b"GET /v2/health/live HTTP/1.1\r\nHost: test\r\n\r\n")
+        assert busy.recv(65536).startswith(b"HTTP/1.1 200 ")  # still open after the deadline
+        for sock in (idle, trickler, busy):
+            sock.close()
+
+
 def read_until_closed(sock: socket.socket) -> bytes:
     """Everything the server sends until it closes the connection (a timeout fails)."""
     chunks = []

@@ -11,9 +11,11 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import uvicorn
+from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
 from centernet.errors import CenterNetError
 from centernet.serve.app import create_app
+from centernet.serve.deadline import header_deadline_protocol
 from centernet.serve.service import DetectionService
 
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -61,10 +63,13 @@ def make_server(
 ) -> uvicorn.Server:
     """A uvicorn server of ``service``'s app: ``.run(sockets=[sock])`` serves until
     ``.should_exit`` is set (tests run it in a thread this way). TLS and the keep-alive
-    timeout are the config's ``transport``."""
+    timeout are the config's ``transport``; the receive deadline holds for headers here
+    (uvicorn's protocol) and for bodies in the app (``deadline.ReceiveDeadline``)."""
     transport = service.config.transport
+    receive_s = service.config.limits.receive_timeout_s
     config = uvicorn.Config(
         create_app(service),
+        http=header_deadline_protocol(AutoHTTPProtocol, receive_s),
         lifespan="on",
         log_level=log_level,
         access_log=access_log,
