@@ -84,7 +84,7 @@ def add_access_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--ssl-keyfile", default=None, help="TLS private key (PEM)")
     g.add_argument(
         "--receive-timeout-s", type=float, default=60.0,
-        help="longest time to receive a request's body; beyond: 408, connection closed",
+        help="longest time to receive a request's headers, then its body; beyond: 408, closed",
     )  # fmt: skip
     g.add_argument(
         "--keep-alive-s", type=positive_int, default=5,
