@@ -32,8 +32,9 @@ class Limits:
     max_pixels: int = 40_000_000  # per image, as its header declares, before decoding
     timeout_s: float = 30.0  # arrival to answer
     max_images: int = 64  # images in one v2 request (at most the queue)
-    # from the request's headers to its last body byte; beyond it: 408 and the connection
-    # closed (uvicorn itself waits for a trickling body as long as it trickles)
+    # from the connection (or the previous answer) to the end of a request's headers, and
+    # from there to its last body byte; beyond either: 408 and the connection closed
+    # (uvicorn itself waits for a trickling request as long as it trickles)
     receive_timeout_s: float = 60.0
 
 
