@@ -12,6 +12,7 @@ README's screenshot.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -259,6 +260,40 @@ def test_slider_classes_and_max_detections_refilter_without_asking_again(page, s
         page.fill("#max-dets", "150")
         page.press("#max-dets", "Tab")
     assert page.detect_calls[-1].endswith("max_dets=150") and len(page.detect_calls) == asked + 1
+
+
+def test_drop_and_paste_send_the_image_too_and_the_key_stays_for_the_tab(page, served, photo):
+    enter_key(page)
+    expect(page.locator("#model")).to_contain_text("dlav0_34")
+    assert page.evaluate("() => sessionStorage.getItem('centernet-api-key')") == KEY
+    page.reload()  # the same tab: the key is still there, the model is read with it
+    assert page.input_value("#api-key") == KEY
+    expect(page.locator("#model")).to_contain_text("dlav0_34")
+    want = [
+        d
+        for d in server_json(served[1], photo, REQUEST_THRESHOLD)["detections"]
+        if d["score"] >= DEFAULT_THRESHOLD
+    ]
+    data = base64.b64encode(photo.read_bytes()).decode()
+    make_file = """([data, name]) => {
+        const bytes = Uint8Array.from(atob(data), (c) => c.charCodeAt(0));
+        const transfer = new DataTransfer();
+        transfer.items.add(new File([bytes], name, { type: "image/jpeg" }));
+        return transfer;
+    }"""
+    transfer = page.evaluate_handle(make_file, [data, "dropped.jpg"])
+    with page.expect_response(lambda r: "/v1/detect" in r.url, timeout=120_000):
+        page.dispatch_event("#drop", "drop", {"dataTransfer": transfer})
+    expect(page.locator("#stat-file")).to_have_text("dropped.jpg", timeout=30_000)
+    assert as_answer(drawn(page)) == want
+    paste = f"""([data, name]) => {{
+        const transfer = ({make_file})([data, name]);
+        document.dispatchEvent(new ClipboardEvent("paste", {{ clipboardData: transfer }}));
+    }}"""
+    with page.expect_response(lambda r: "/v1/detect" in r.url, timeout=120_000):
+        page.evaluate(paste, [data, "pasted.jpg"])
+    expect(page.locator("#stat-file")).to_have_text("pasted.jpg", timeout=30_000)
+    assert as_answer(drawn(page)) == want
 
 
 def test_downloads_hold_what_is_drawn(page, served, photo, tmp_path):
