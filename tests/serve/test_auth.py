@@ -266,15 +266,20 @@ def test_bearer_tokens_are_parsed_and_compared_with_every_key():
     assert not auth.accepts(b"") and not auth.accepts("first".encode("utf-16"))
 
 
-def test_a_public_address_without_a_key_is_warned_about_in_one_line():
+def test_a_public_address_without_a_key_or_tls_is_warned_about_in_one_line():
     from centernet.cli.serve import describe_access
 
     [line] = describe_access(Access(), "0.0.0.0")
     assert "warning" in line and "without --api-key" in line and "\n" not in line
     assert describe_access(Access(), "127.0.0.1") == []
     assert describe_access(Access(), "::1") == []
-    [line] = describe_access(Access(api_keys=("a", "b")), "0.0.0.0")
-    assert line == "centernet: 2 API keys; /metrics needs a key"
+    keys = Access(api_keys=("a", "b"))
+    assert describe_access(keys, "0.0.0.0", tls=True) == [
+        "centernet: 2 API keys; /metrics needs a key"
+    ]
+    count, warning = describe_access(keys, "0.0.0.0")  # keys, but in the clear
+    assert "warning" in warning and "unencrypted" in warning and "\n" not in warning
+    assert describe_access(keys, "127.0.0.1") == [count]
 
 
 def test_https_with_keys_from_the_environment_and_a_file(

@@ -8,6 +8,7 @@ import ipaddress
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from centernet.cli.common import (
     EXIT_OK,
@@ -19,6 +20,9 @@ from centernet.cli.common import (
     positive_int,
 )
 from centernet.errors import CenterNetError, MissingDependencyError
+
+if TYPE_CHECKING:
+    from centernet.serve.config import Access, Transport
 
 
 def register(add_command: AddCommand) -> None:
@@ -93,7 +97,7 @@ def add_access_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--no-ui", action="store_true", help="no page at GET /")
 
 
-def access_config(args: argparse.Namespace):
+def access_config(args: argparse.Namespace) -> tuple[Access, Transport]:
     """(Access, Transport) from the command line; the keys from --api-key (or the
     environment) and --api-key-file."""
     import os
@@ -117,18 +121,25 @@ def access_config(args: argparse.Namespace):
     return access, transport
 
 
-def describe_access(access, host: str) -> list[str]:
+def describe_access(access: Access, host: str, tls: bool = False) -> list[str]:
     """Lines for stderr: how many keys (never the keys), and a warning when anyone who
-    reaches a non-loopback address may run the model."""
+    reaches a non-loopback address may run the model, or read the keys on the wire."""
     lines = []
     if access.api_keys:
         metrics = "open" if access.metrics_public else "needs a key"
         count = len(access.api_keys)
         lines.append(f"centernet: {count} API key{'s' * (count > 1)}; /metrics {metrics}")
-    elif not _is_loopback(host):
+    if _is_loopback(host):
+        return lines
+    if not access.api_keys:
         lines.append(
             f"centernet: warning: listening on {host} without --api-key: anyone who reaches "
             "this port can run the model"
+        )
+    elif not tls:
+        lines.append(
+            f"centernet: warning: listening on {host} without --ssl-certfile: API keys cross "
+            "the network unencrypted (unless a TLS proxy is in front)"
         )
     return lines
 
@@ -164,7 +175,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         readers=args.readers,
         threshold=args.threshold,
     )
-    for line in describe_access(access, args.host):
+    for line in describe_access(access, args.host, transport.tls):
         print(line, file=sys.stderr)
     if args.ray:
         return _serve_on_ray(args, config)

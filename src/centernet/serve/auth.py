@@ -72,7 +72,8 @@ def is_open(path: str, access: Access, page_paths: tuple[str, ...], page_prefix:
         return True
     if access.metrics_public and path == METRICS_PATH:
         return True
-    return access.ui and (path in page_paths or path.startswith(page_prefix))
+    page = path in page_paths or bool(page_prefix) and path.startswith(page_prefix)
+    return access.ui and page
 
 
 class BearerAuth:
@@ -93,7 +94,7 @@ class BearerAuth:
         self._digests = [_digest(key.encode("ascii")) for key in keys]
         self._access = access
         self._failures = failures
-        self._page = (page_paths, page_prefix or "\0")
+        self._page = (page_paths, page_prefix)
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http" or is_open(route_path(scope), self._access, *self._page):
