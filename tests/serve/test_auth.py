@@ -453,3 +453,35 @@ def test_idle_keep_alive_connections_close_after_the_timeout(tiny_onnx_dynamic):
             answered = time.perf_counter()
             assert read_until_closed(sock) == b""  # nothing more; then the server closes
             assert 0.8 <= time.perf_counter() - answered <= 3.0
+
+
+def test_the_command_line_makes_the_access_settings(tmp_path, monkeypatch):
+    from centernet.cli.parser import build_parser
+    from centernet.cli.serve import access_config
+
+    parser = build_parser()
+
+    def settings(*options: str):
+        return access_config(parser.parse_args(["serve", "m.onnx", *options]))
+
+    monkeypatch.delenv("CENTERNET_API_KEY", raising=False)
+    access, transport = settings()
+    assert access == Access() and transport == Transport()  # open, no TLS, the page on
+    keys = tmp_path / "keys"
+    keys.write_text(f"{FILE_KEY}\n")
+    monkeypatch.setenv("CENTERNET_API_KEY", KEY)
+    assert settings()[0].api_keys == (KEY,)  # the environment's key
+    access, _ = settings("--api-key", "given", "--api-key-file", str(keys))
+    assert access.api_keys == ("given", FILE_KEY)  # --api-key wins over the environment
+    access, transport = settings(
+        "--metrics-public", "--no-ui", "--cors-origins", "https://a.example, https://b.example",
+        "--keep-alive-s", "7",
+    )  # fmt: skip
+    assert access.metrics_public and not access.ui and transport.keep_alive_s == 7
+    assert access.cors_origins == ("https://a.example", "https://b.example")
+    with pytest.raises(CenterNetError, match="no such TLS file"):
+        settings("--ssl-certfile", str(tmp_path / "cert.pem"), "--ssl-keyfile", str(keys))
+    with pytest.raises(CenterNetError, match="both --ssl-certfile and --ssl-keyfile"):
+        settings("--ssl-certfile", str(keys))
+    with pytest.raises(CenterNetError, match="--receive-timeout-s must be > 0"):
+        settings("--receive-timeout-s", "0")

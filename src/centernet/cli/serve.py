@@ -81,8 +81,8 @@ def add_access_args(p: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     g.add_argument("--metrics-public", action="store_true", help="serve /metrics without a key")
     g.add_argument(
-        "--cors-origins", default="", metavar="ORIGINS",
-        help="comma-separated origins whose pages may call the server (default: none)",
+        "--cors-origins", default=None, metavar="ORIGINS",
+        help="comma-separated origins whose pages may call the server (None: no other site)",
     )  # fmt: skip
     g.add_argument("--ssl-certfile", default=None, help="TLS certificate (PEM): serve HTTPS")
     g.add_argument("--ssl-keyfile", default=None, help="TLS private key (PEM)")
@@ -114,7 +114,7 @@ def access_config(args: argparse.Namespace) -> tuple[Access, Transport]:
     access = Access(
         api_keys=read_api_keys([key], args.api_key_file),
         metrics_public=args.metrics_public,
-        cors_origins=tuple(o.strip() for o in args.cors_origins.split(",") if o.strip()),
+        cors_origins=tuple(o.strip() for o in (args.cors_origins or "").split(",") if o.strip()),
         ui=not args.no_ui,
     )
     transport = Transport(args.ssl_certfile, args.ssl_keyfile, args.keep_alive_s)
