@@ -171,15 +171,28 @@ def test_without_ray_the_flag_says_how_to_install_it(
     assert "pip install 'centernet-deploy[ray]'" in capsys.readouterr().err
 
 
-def test_serve_ray_command_answers_and_stops_on_sigterm(tiny_onnx_dynamic, photo_paths):
+def test_serve_ray_command_answers_and_stops_on_sigterm(tiny_onnx_dynamic, photo_paths, tmp_path):
+    """`serve --ray` with the plain server's access options: keys, TLS, the page."""
     import signal
+    import ssl
 
-    from tests.serve.helpers import request, serve_process, stderr_of
+    from tests.serve.helpers import request, self_signed_certificate, serve_process, stderr_of
 
-    with serve_process(tiny_onnx_dynamic, "--ray", "--threshold", "0.1") as (process, url):
-        answer = request(url, "POST", "/v1/detect", photo_paths[0].read_bytes(),
-                         {"Content-Type": "image/jpeg"})  # fmt: skip
+    cert, key = self_signed_certificate(tmp_path)
+    (tmp_path / "keys").write_text("ray-key-1\n")
+    options = ("--ray", "--threshold", "0.1", "--api-key-file", str(tmp_path / "keys"),
+               "--ssl-certfile", str(cert), "--ssl-keyfile", str(key))  # fmt: skip
+    with serve_process(tiny_onnx_dynamic, *options) as (process, url):
+        assert url.startswith("https://")
+        context = ssl.create_default_context(cafile=str(cert))
+        body, jpeg = photo_paths[0].read_bytes(), {"Content-Type": "image/jpeg"}
+        refused = request(url, "POST", "/v1/detect", body, jpeg, context)
+        assert refused.status == 401 and refused.headers["www-authenticate"].startswith("Bearer")
+        answer = request(url, "POST", "/v1/detect", body,
+                         {**jpeg, "Authorization": "Bearer ray-key-1"}, context)  # fmt: skip
         assert answer.status == 200 and answer.json["detections"]
+        for path in ("/v2/health/ready", "/"):  # open without a key
+            assert request(url, "GET", path, context=context).status == 200, path
         process.send_signal(signal.SIGTERM)
         assert process.wait(60) == 0
         assert "SIGTERM: Ray Serve deployment stopped" in stderr_of(process)

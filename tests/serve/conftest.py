@@ -16,3 +16,5 @@ from tests.serve.helpers import RunningServer, tiny_config  # noqa: E402
 def server(tiny_onnx_dynamic) -> Iterator[RunningServer]:
     with RunningServer(DetectionService(tiny_config(tiny_onnx_dynamic))) as running:
         yield running
+
+

@@ -1,14 +1,17 @@
 """What the server tests share: a server in a thread (``RunningServer``), a child
-``centernet serve`` process (``serve_process``), plain HTTP requests, and readers of the
-answers and the metrics."""
+``centernet serve`` process (``serve_process``), plain HTTP(S) requests, a self-signed
+certificate, and readers of the answers and the metrics."""
 
 from __future__ import annotations
 
 import contextlib
+import datetime
 import http.client
+import ipaddress
 import json
 import queue
 import re
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -17,6 +20,7 @@ import time
 import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 
@@ -46,7 +50,7 @@ class RunningServer:
     def __init__(self, service: DetectionService) -> None:
         self.service = service
         self.sock = bind("127.0.0.1", 0)
-        self.url = url_of(self.sock)
+        self.url = url_of(self.sock, service.config.transport.tls)
         self._ready = threading.Event()
         self.server = make_server(service, on_ready=self._ready.set)
         self.thread = threading.Thread(
@@ -64,19 +68,35 @@ class RunningServer:
         assert not self.thread.is_alive()
 
     def request(
-        self, method: str, path: str, body: bytes | None = None, headers: dict | None = None
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        headers: dict | None = None,
+        context: ssl.SSLContext | None = None,
     ) -> Answer:
-        return request(self.url, method, path, body, headers)
+        return request(self.url, method, path, body, headers, context)
 
-    def metrics(self) -> str:
-        return self.request("GET", "/metrics").body.decode()
+    def metrics(self, headers: dict | None = None) -> str:
+        return self.request("GET", "/metrics", headers=headers).body.decode()
 
 
 def request(
-    url: str, method: str, path: str, body: bytes | None = None, headers: dict | None = None
+    url: str,
+    method: str,
+    path: str,
+    body: bytes | None = None,
+    headers: dict | None = None,
+    context: ssl.SSLContext | None = None,
 ) -> Answer:
+    """One request on a connection of its own; https:// URLs trust ``context``."""
     parts = urllib.parse.urlsplit(url)
-    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=60)
+    if parts.scheme == "https":
+        connection: http.client.HTTPConnection = http.client.HTTPSConnection(
+            parts.hostname, parts.port, timeout=60, context=context
+        )
+    else:
+        connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=60)
     started = time.perf_counter()
     try:
         connection.request(method, path, body, headers or {})
@@ -101,6 +121,60 @@ def tiny_config(model, **changes) -> ServeConfig:
         limits=Limits(max_body_bytes=1 << 20, max_pixels=4_000_000, timeout_s=30.0),
     )
     return replace(config, **changes)
+
+
+def self_signed_certificate(folder: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 (as an IP subject alternative name, which clients check)
+    and its private key, as PEM files in ``folder``: (certificate, key)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(  # what strict verification (Python 3.13's default) asks of a root
+            x509.KeyUsage(
+                digital_signature=True,
+                key_cert_sign=True,
+                crl_sign=False,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )  # fmt: skip
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(key.public_key()), False)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = folder / "cert.pem", folder / "key.pem"
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
 
 
 def v1_detections(answer) -> Detections:
@@ -147,9 +221,15 @@ def _start_serve(model, *options: str) -> tuple[subprocess.Popen, str]:
     )
     process.errors = errors  # type: ignore[attr-defined]
     lines: queue.Queue = queue.Queue()
-    threading.Thread(
-        target=lambda: [lines.put(line) for line in process.stdout], daemon=True
-    ).start()
+    process.printed = []  # type: ignore[attr-defined]  # stdout, every line
+
+    def read() -> None:
+        for line in process.stdout:
+            process.printed.append(line)  # type: ignore[attr-defined]
+            lines.put(line)
+
+    process.reader = threading.Thread(target=read, daemon=True)  # type: ignore[attr-defined]
+    process.reader.start()  # type: ignore[attr-defined]
     deadline = time.perf_counter() + 60
     while time.perf_counter() < deadline:
         try:

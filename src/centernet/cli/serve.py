@@ -8,6 +8,7 @@ import ipaddress
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from centernet.cli.common import (
     EXIT_OK,
@@ -20,6 +21,9 @@ from centernet.cli.common import (
     positive_int,
 )
 from centernet.errors import CenterNetError, MissingDependencyError
+
+if TYPE_CHECKING:
+    from centernet.serve.config import Access, Transport
 
 
 def register(add_command: AddCommand) -> None:
@@ -51,6 +55,7 @@ def add_serve(add_command: AddCommand) -> None:
         "--readers", type=positive_int, default=2, help="threads decoding request images"
     )
     p.add_argument("--access-log", action="store_true", help="log every request")
+    add_access_args(p)
     add_runtime_args(p)
     ray = p.add_argument_group("Ray Serve (pip install 'centernet-deploy[ray]')")
     ray.add_argument("--ray", action="store_true", help="run as a Ray Serve deployment")
@@ -61,6 +66,83 @@ def add_serve(add_command: AddCommand) -> None:
         "--autoscale", default=None, help="MIN:MAX replicas, scaled by Ray Serve on load"
     )
     p.set_defaults(func=cmd_serve)
+
+
+def add_access_args(p: argparse.ArgumentParser) -> None:
+    """Who may call the server and how connections are held (README "Securing the server")."""
+    g = p.add_argument_group("access and connections")
+    g.add_argument(
+        "--api-key", default=None, metavar="KEY",
+        help="require 'Authorization: Bearer KEY' (default: $CENTERNET_API_KEY; a key on the "
+        "command line is visible to other local users in the process list)",
+    )  # fmt: skip
+    g.add_argument(
+        "--api-key-file", default=None, metavar="FILE",
+        help="more keys, one a line (blank lines and # comments skipped)",
+    )  # fmt: skip
+    g.add_argument("--metrics-public", action="store_true", help="serve /metrics without a key")
+    g.add_argument(
+        "--cors-origins", default=None, metavar="ORIGINS",
+        help="comma-separated origins whose pages may call the server (None: no other site)",
+    )  # fmt: skip
+    g.add_argument("--ssl-certfile", default=None, help="TLS certificate (PEM): serve HTTPS")
+    g.add_argument("--ssl-keyfile", default=None, help="TLS private key (PEM)")
+    g.add_argument(
+        "--receive-timeout-s", type=float, default=60.0,
+        help="longest time to receive a request's headers, then its body; beyond: 408, closed",
+    )  # fmt: skip
+    g.add_argument(
+        "--keep-alive-s", type=positive_int, default=5,
+        help="seconds after which an idle keep-alive connection is closed",
+    )  # fmt: skip
+    g.add_argument("--no-ui", action="store_true", help="no page at GET /")
+
+
+def access_config(args: argparse.Namespace) -> tuple[Access, Transport]:
+    """(Access, Transport) from the command line; the keys from --api-key (or the
+    environment) and --api-key-file."""
+    import os
+
+    from centernet.serve.auth import ENV_API_KEY, read_api_keys
+    from centernet.serve.config import Access, Transport
+
+    key = args.api_key if args.api_key is not None else os.environ.get(ENV_API_KEY) or None
+    for path in (args.ssl_certfile, args.ssl_keyfile):
+        if path is not None and not Path(path).is_file():
+            raise CenterNetError(f"no such TLS file: {path}")
+    if args.receive_timeout_s <= 0:
+        raise CenterNetError("--receive-timeout-s must be > 0")
+    access = Access(
+        api_keys=read_api_keys([key], args.api_key_file),
+        metrics_public=args.metrics_public,
+        cors_origins=tuple(o.strip() for o in (args.cors_origins or "").split(",") if o.strip()),
+        ui=not args.no_ui,
+    )
+    transport = Transport(args.ssl_certfile, args.ssl_keyfile, args.keep_alive_s)
+    return access, transport
+
+
+def describe_access(access: Access, host: str, tls: bool = False) -> list[str]:
+    """Lines for stderr: how many keys (never the keys), and a warning when anyone who
+    reaches a non-loopback address may run the model, or read the keys on the wire."""
+    lines = []
+    if access.api_keys:
+        metrics = "open" if access.metrics_public else "needs a key"
+        count = len(access.api_keys)
+        lines.append(f"centernet: {count} API key{'s' * (count > 1)}; /metrics {metrics}")
+    if _is_loopback(host):
+        return lines
+    if not access.api_keys:
+        lines.append(
+            f"centernet: warning: listening on {host} without --api-key: anyone who reaches "
+            "this port can run the model"
+        )
+    elif not tls:
+        lines.append(
+            f"centernet: warning: listening on {host} without --ssl-certfile: API keys cross "
+            "the network unencrypted (unless a TLS proxy is in front)"
+        )
+    return lines
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -75,6 +157,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     if args.max_delay_ms < 0 or args.timeout_s <= 0 or args.max_body_mb <= 0:
         raise CenterNetError("--max-delay-ms must be >= 0, --timeout-s and --max-body-mb > 0")
+    access, transport = access_config(args)
     config = ServeConfig(
         model=args.model,
         name=args.name,
@@ -86,23 +169,22 @@ def cmd_serve(args: argparse.Namespace) -> int:
             max_pixels=args.max_pixels,
             timeout_s=args.timeout_s,
             max_images=args.max_queue,
+            receive_timeout_s=args.receive_timeout_s,
         ),
+        access=access,
+        transport=transport,
         readers=args.readers,
         threshold=args.threshold,
     )
+    for line in describe_access(access, args.host, transport.tls):
+        print(line, file=sys.stderr)
     if args.ray:
         return _serve_on_ray(args, config)
     print(f"centernet: loading {args.model}", file=sys.stderr)
     service = DetectionService(config)
     announce_engine(args.engine, service.detector.engine)
     sock = bind(args.host, args.port)
-    url = url_of(sock)
-    if not _is_loopback(args.host):
-        print(
-            f"centernet: note: listening on {args.host}, reachable from other machines; the "
-            "server has no authentication (put it behind a proxy that has)",
-            file=sys.stderr,
-        )
+    url = url_of(sock, transport.tls)
 
     def ready() -> None:
         batch = service.batcher.max_batch
@@ -202,21 +284,31 @@ def add_loadtest(add_command: AddCommand) -> None:
     )
     p.add_argument("--warmup", type=int, default=8, help="requests sent first, not measured")
     p.add_argument("--threshold", type=float, default=None, help="the server's default if unset")
+    p.add_argument(
+        "--api-key", default=None, metavar="KEY",
+        help="for a server with keys (default: $CENTERNET_API_KEY)",
+    )  # fmt: skip
+    p.add_argument("--cafile", default=None, help="https: also trust this certificate (PEM)")
     p.add_argument("--json", default=None, help="also write the results here")
     p.set_defaults(func=cmd_loadtest)
 
 
 def cmd_loadtest(args: argparse.Namespace) -> int:
+    import os
+
     from centernet.runtime.images import collect_image_paths
+    from centernet.serve.auth import ENV_API_KEY
     from centernet.serve.loadtest import LoadSettings, load_uploads, run_load
 
+    api_key = args.api_key if args.api_key is not None else os.environ.get(ENV_API_KEY) or None
+    client = {"api_key": api_key, "cafile": args.cafile}
     found = collect_image_paths(args.images.split(","))
     paths = [p for p in found.paths if Path(p).is_file()]
     if not paths:
         raise CenterNetError(f"no images in {args.images}")
     uploads = load_uploads(paths)
     if args.warmup > 0:
-        run_load(args.url, uploads, LoadSettings(concurrency=1, requests=args.warmup))
+        run_load(args.url, uploads, LoadSettings(concurrency=1, requests=args.warmup, **client))
     rows, failed = [], False
     header = (
         f"{'clients':>7} {'requests':>8} {'ok':>6} {'images/s':>9} {'p50 ms':>8} {'p90 ms':>8} "
@@ -231,6 +323,7 @@ def cmd_loadtest(args: argparse.Namespace) -> int:
             requests=args.requests,
             duration_s=args.duration_s,
             threshold=args.threshold,
+            **client,
         )
         result = run_load(args.url, uploads, settings)
         errors = ", ".join(f"{k}: {v}" for k, v in sorted(result.failures.items(), key=str))

@@ -295,7 +295,8 @@ def deploy_on_ray_serve(
     """Run the ``centernet serve`` app as a Ray Serve deployment; its URL once ready.
 
     Each replica builds the same FastAPI app over its own DetectionService (the Ray Serve
-    batcher), so routes, JSON, limits and metrics are the plain server's.
+    batcher), so routes, JSON, limits, metrics, API keys, CORS and the page are the plain
+    server's; the config (keys included) travels to the replicas through Ray.
     """
     connect(settings)
     from ray import serve
@@ -318,9 +319,18 @@ def deploy_on_ray_serve(
     else:
         options["num_replicas"] = scale.replicas
     deployment = serve.deployment(serve.ingress(build_app)(CenterNetReplica), **options)
-    serve.start(http_options={"host": host, "port": port})
+    # API keys, CORS, the receive deadline and the page are the app's own (create_app);
+    # TLS and the keep-alive timeout belong to Ray Serve's HTTP proxy
+    transport = config.transport
+    http_options: dict[str, Any] = {
+        "host": host, "port": port, "keep_alive_timeout_s": transport.keep_alive_s
+    }  # fmt: skip
+    if transport.tls:
+        http_options["ssl_certfile"] = transport.ssl_certfile
+        http_options["ssl_keyfile"] = transport.ssl_keyfile
+    serve.start(http_options=http_options)
     serve.run(deployment.bind(), name=APP_NAME, route_prefix="/", blocking=False)
-    return f"http://{host}:{port}"
+    return f"{'https' if transport.tls else 'http'}://{host}:{port}"
 
 
 def stop_ray_serve() -> None:

@@ -5,12 +5,15 @@ pre-processed by ``Detector.stages.prepare``, batched across clients by ``batche
 (``stages.assemble`` and ``stages.run``), and turned into boxes by
 ``stages.to_detections``. Modules:
 
-- ``config.py``   ServeConfig: model, limits, batching (no web framework needed)
+- ``config.py``   ServeConfig: model, limits, batching, access, transport (no web framework)
 - ``service.py``  DetectionService: images in, per-image results out; admission, timeouts
 - ``batcher.py``  DynamicBatcher: up to max-batch images, at most max-delay of waiting
 - ``oip.py``      the Open Inference Protocol (KServe v2) request/response codec
 - ``metrics.py``  Prometheus metrics of one server
 - ``app.py``      routes (FastAPI), limits, JSON errors
+- ``auth.py``     API keys (Bearer), the routes open without one, CORS
+- ``deadline.py`` an absolute deadline for receiving a request (408)
+- ``page.py``     the page at GET / (``static/``: HTML, JS, CSS)
 - ``server.py``   uvicorn on a bound socket; SIGTERM drains in-flight requests
 - ``loadtest.py`` a bounded HTTP load generator (standard library only)
 - ``client.py``   a small Python client for /v1/detect (standard library only)
@@ -23,7 +26,11 @@ from centernet._lazy import lazy_exports
 __getattr__, __dir__, __all__ = lazy_exports(
     __name__,
     {
+        "Access": "config",
         "BatchSettings": "config",
+        "Transport": "config",
+        "create_app": "app",
+        "ReceiveDeadline": "deadline",
         "Limits": "config",
         "ServeConfig": "config",
         "DetectionService": "service",

@@ -19,8 +19,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from centernet.errors import CenterNetError, as_command_line
 from centernet.serve import oip
+from centernet.serve.auth import add_access_control
 from centernet.serve.batcher import ImageResult
+from centernet.serve.deadline import ReceiveDeadline
 from centernet.serve.metrics import CONTENT_TYPE, ServerMetrics
+from centernet.serve.page import PAGE_PATHS, STATIC_PREFIX, add_page
 from centernet.serve.service import (
     BadRequestError,
     DetectionService,
@@ -33,7 +36,11 @@ RETRY_AFTER_S = 1  # what a 503 (queue full, draining) tells the client to wait
 
 
 def create_app(service: DetectionService) -> FastAPI:
-    """The ASGI app over ``service``; its lifespan warms the model up and closes it."""
+    """The ASGI app over ``service``; its lifespan warms the model up and closes it.
+
+    Middleware, outermost first: metrics (every request counted, 401s and preflights
+    too), the receive deadline, CORS, API keys; then the routes.
+    """
 
     @asynccontextmanager
     async def lifespan(_: FastAPI):
@@ -45,10 +52,15 @@ def create_app(service: DetectionService) -> FastAPI:
     app = FastAPI(
         title="centernet", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None
     )
+    access = service.config.access
+    add_access_control(app, access, service.metrics.auth_failures, PAGE_PATHS, STATIC_PREFIX)
+    app.add_middleware(ReceiveDeadline, seconds=service.config.limits.receive_timeout_s)
     app.add_middleware(_ObservedRequests, metrics=service.metrics)
     _add_error_handlers(app)
     _add_v1_routes(app, service)
     _add_v2_routes(app, service)
+    if access.ui:
+        add_page(app)
 
     @app.get("/metrics")
     async def metrics() -> Response:
@@ -98,7 +110,8 @@ def _add_error_handlers(app: FastAPI) -> None:
 
 
 class _ObservedRequests:
-    """ASGI middleware: counts every HTTP request by route and status, and times it."""
+    """ASGI middleware: counts every HTTP request by route and status, and times it; the
+    answer says its server-side time (``Server-Timing: app;dur=MS``, arrival to answer)."""
 
     def __init__(self, app: Any, metrics: ServerMetrics) -> None:
         self.app = app
@@ -114,6 +127,9 @@ class _ObservedRequests:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+                took = (time.perf_counter() - started) * 1e3
+                timing = (b"server-timing", f"app;dur={took:.2f}".encode())
+                message = {**message, "headers": [*message.get("headers", ()), timing]}
             await send(message)
 
         try:
@@ -247,6 +263,12 @@ def _add_v2_routes(app: FastAPI, service: DetectionService) -> None:
     @app.get("/v2")
     async def server_metadata() -> dict:
         return {"name": "centernet", "version": __version__, "extensions": ["binary_tensor_data"]}
+
+    @app.post("/v2/repository/index")
+    async def repository_index() -> list[dict]:
+        """Triton's model-repository index: the page learns the model's name from it."""
+        state = "READY" if service.ready else "UNAVAILABLE"
+        return [{"name": service.name, "version": "1", "state": state}]
 
     @app.get("/v2/health/live")
     async def live() -> dict:

@@ -4,12 +4,16 @@ Standard library only, so a client needs nothing but this package's core install
 
     from centernet.serve.client import detect
     found = detect("http://127.0.0.1:8000", "photo.jpg", threshold=0.3)
+
+A server with API keys wants ``api_key=``; an HTTPS server with a certificate the system
+does not trust (self-signed) wants ``cafile=`` naming that certificate.
 """
 
 from __future__ import annotations
 
 import json
 import mimetypes
+import ssl
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -50,6 +54,8 @@ def detect_json(
     threshold: float | None = None,
     max_dets: int | None = None,
     timeout_s: float = 60.0,
+    api_key: str | None = None,
+    cafile: str | Path | None = None,
 ) -> dict:
     """The server's JSON answer for one image (see README "Serving")."""
     body, content_type = encode_for_upload(image)
@@ -61,11 +67,12 @@ def detect_json(
     request = urllib.request.Request(
         f"{url.rstrip('/')}/v1/detect" + (f"?{query}" if query else ""),
         data=body,
-        headers={"Content-Type": content_type},
+        headers={"Content-Type": content_type, **auth_headers(api_key)},
         method="POST",
     )
+    context = ssl.create_default_context(cafile=str(cafile)) if cafile is not None else None
     try:
-        with urllib.request.urlopen(request, timeout=timeout_s) as response:
+        with urllib.request.urlopen(request, timeout=timeout_s, context=context) as response:
             return json.loads(response.read())
     except urllib.error.HTTPError as exc:
         raise ServerError(exc.code, _reason(exc.read())) from None
@@ -79,15 +86,22 @@ def detect(
     threshold: float | None = None,
     max_dets: int | None = None,
     timeout_s: float = 60.0,
+    api_key: str | None = None,
+    cafile: str | Path | None = None,
 ) -> Detections:
     """Detections of one image from a server at ``url`` (original-image pixels)."""
-    answer = detect_json(url, image, threshold, max_dets, timeout_s)
+    answer = detect_json(url, image, threshold, max_dets, timeout_s, api_key, cafile)
     found = answer["detections"]
     return Detections(
         xyxy=np.array([d["box"] for d in found], dtype=np.float32).reshape(-1, 4),
         scores=np.array([d["score"] for d in found], dtype=np.float32),
         class_ids=np.array([d["class_id"] for d in found], dtype=np.int64),
     )
+
+
+def auth_headers(api_key: str | None) -> dict[str, str]:
+    """The header that carries ``api_key``; none without one."""
+    return {"Authorization": f"Bearer {api_key}"} if api_key else {}
 
 
 def _reason(body: bytes) -> str:

@@ -33,6 +33,40 @@ class Limits:
     max_pixels: int = 40_000_000  # per image, as its header declares, before decoding
     timeout_s: float = 30.0  # arrival to answer
     max_images: int = 64  # images in one v2 request (at most the queue)
+    # from the connection (or the previous answer) to the end of a request's headers, and
+    # from there to its last body byte; beyond either: 408 and the connection closed
+    # (uvicorn itself waits for a trickling request as long as it trickles)
+    receive_timeout_s: float = 60.0
+
+
+@dataclass(frozen=True)
+class Access:
+    """Who may call the server, and from which other sites' pages (see ``auth.py``)."""
+
+    api_keys: tuple[str, ...] = field(default=(), repr=False)  # none: no authentication
+    metrics_public: bool = False  # /metrics without a key (a scraper on a private network)
+    cors_origins: tuple[str, ...] = ()  # origins whose pages may call the server
+    ui: bool = True  # the page at GET /
+
+
+@dataclass(frozen=True)
+class Transport:
+    """How connections are held: TLS and the keep-alive timeout (uvicorn's, or Ray Serve's
+    HTTP proxy's)."""
+
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+    keep_alive_s: int = 5  # an idle keep-alive connection is closed after this (s)
+
+    def __post_init__(self) -> None:
+        if (self.ssl_certfile is None) != (self.ssl_keyfile is None):
+            raise CenterNetError("TLS needs both --ssl-certfile and --ssl-keyfile")
+        if self.keep_alive_s <= 0:
+            raise CenterNetError("--keep-alive-s must be > 0")
+
+    @property
+    def tls(self) -> bool:
+        return self.ssl_certfile is not None
 
 
 @dataclass(frozen=True)
@@ -45,6 +79,8 @@ class ServeConfig:
     options: EngineOptions = field(default_factory=EngineOptions)
     batching: BatchSettings = field(default_factory=BatchSettings)
     limits: Limits = field(default_factory=Limits)
+    access: Access = field(default_factory=Access)
+    transport: Transport = field(default_factory=Transport)
     readers: int = 2  # threads that decode and pre-process requests' images
     threshold: float = 0.3  # default of the `threshold` request parameter
     max_dets: int = 100  # default of the `max_dets` request parameter

@@ -11,6 +11,7 @@ from __future__ import annotations
 import http.client
 import mimetypes
 import re
+import ssl
 import threading
 import time
 import urllib.parse
@@ -18,6 +19,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -31,6 +33,8 @@ class LoadSettings:
     duration_s: float = 60.0  # and no request started after this
     threshold: float | None = None  # the server's default unless given
     timeout_s: float = 60.0  # per request, on the client side
+    api_key: str | None = field(default=None, repr=False)  # a server with keys wants one
+    cafile: str | None = None  # HTTPS: trust this certificate (self-signed) too
 
 
 @dataclass
@@ -78,16 +82,14 @@ def run_load(
     settings: LoadSettings,
     on_response: Callable[[], None] | None = None,
 ) -> LoadResult:
-    """Run one load level against the server at ``url``."""
-    parts = urllib.parse.urlsplit(url)
-    if parts.scheme != "http" or not parts.hostname:
-        raise CenterNetError(f"{url}: expected http://HOST:PORT")
-    target = (parts.hostname, parts.port or 80)
+    """Run one load level against the server at ``url`` (http:// or https://)."""
+    target = Target.of(url, settings.cafile)
+    auth = {"Authorization": f"Bearer {settings.api_key}"} if settings.api_key else {}
     query = "" if settings.threshold is None else f"?threshold={settings.threshold}"
-    path = f"{parts.path.rstrip('/')}/v1/detect{query}"
+    path = f"{target.path}/v1/detect{query}"
     result = LoadResult(settings.concurrency)
     lock = threading.Lock()
-    before = read_batch_stats(target)
+    before = read_batch_stats(target, auth)
     started = time.perf_counter()
     deadline = started + settings.duration_s
 
@@ -99,14 +101,14 @@ def run_load(
             return result.sent - 1
 
     def client() -> None:
-        connection = http.client.HTTPConnection(*target, timeout=settings.timeout_s)
+        connection = target.connect(settings.timeout_s)
         try:
             while (index := next_index()) is not None:
                 upload = uploads[index % len(uploads)]
                 sent = time.perf_counter()
                 try:
                     connection.request(
-                        "POST", path, upload.body, {"Content-Type": upload.content_type}
+                        "POST", path, upload.body, {"Content-Type": upload.content_type, **auth}
                     )
                     response = connection.getresponse()
                     response.read()
@@ -132,7 +134,7 @@ def run_load(
     for thread in threads:
         thread.join()
     result.wall_s = time.perf_counter() - started
-    after = read_batch_stats(target)
+    after = read_batch_stats(target, auth)
     if before is not None and after is not None and after[1] > before[1]:
         result.mean_batch_size = (after[0] - before[0]) / (after[1] - before[1])
     return result
@@ -142,11 +144,38 @@ _BATCH_SUM = re.compile(r"^centernet_batch_size_sum\s+(\S+)$", re.M)
 _BATCH_COUNT = re.compile(r"^centernet_batch_size_count\s+(\S+)$", re.M)
 
 
-def read_batch_stats(target: tuple[str, int]) -> tuple[float, float] | None:
+@dataclass(frozen=True)
+class Target:
+    """Where the server is, and how to open a connection to it."""
+
+    host: str
+    port: int
+    path: str  # a prefix before /v1/detect, if any
+    context: ssl.SSLContext | None  # None: plain HTTP
+
+    @classmethod
+    def of(cls, url: str, cafile: str | None = None) -> Target:
+        parts = urllib.parse.urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise CenterNetError(f"{url}: expected http://HOST:PORT or https://HOST:PORT")
+        tls = parts.scheme == "https"
+        context = ssl.create_default_context(cafile=cafile) if tls else None
+        port = parts.port or (443 if tls else 80)
+        return cls(parts.hostname, port, parts.path.rstrip("/"), context)
+
+    def connect(self, timeout_s: float) -> Any:
+        if self.context is None:
+            return http.client.HTTPConnection(self.host, self.port, timeout=timeout_s)
+        return http.client.HTTPSConnection(
+            self.host, self.port, timeout=timeout_s, context=self.context
+        )
+
+
+def read_batch_stats(target: Target, headers: dict[str, str]) -> tuple[float, float] | None:
     """(images, engine calls) so far, from the server's /metrics; None if unreadable."""
-    connection = http.client.HTTPConnection(*target, timeout=10)
+    connection = target.connect(10)
     try:
-        connection.request("GET", "/metrics")
+        connection.request("GET", f"{target.path}/metrics", headers=headers)
         response = connection.getresponse()
         text = response.read().decode("utf-8", "replace")
     except (OSError, http.client.HTTPException):

@@ -50,6 +50,12 @@ class ServerMetrics:
             "centernet_queued_images", "Images admitted and not yet in an engine batch",
             registry=r,
         )  # fmt: skip
+        self.auth_failures = Counter(
+            "centernet_auth_failures", "Requests refused for a missing or wrong API key (401)",
+            ["reason"], registry=r,
+        )  # fmt: skip
+        for reason in ("missing", "wrong"):  # shown from the start, at 0
+            self.auth_failures.labels(reason)
 
     def exposition(self) -> bytes:
         """The Prometheus text format of every metric."""

@@ -11,9 +11,11 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import uvicorn
+from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
 from centernet.errors import CenterNetError
 from centernet.serve.app import create_app
+from centernet.serve.deadline import header_deadline_protocol
 from centernet.serve.service import DetectionService
 
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -34,9 +36,10 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def url_of(sock: socket.socket) -> str:
+def url_of(sock: socket.socket, tls: bool = False) -> str:
     host, port = sock.getsockname()[:2]
-    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+    scheme = "https" if tls else "http"
+    return f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
 
 
 class _Server(uvicorn.Server):
@@ -59,10 +62,26 @@ def make_server(
     access_log: bool = False,
 ) -> uvicorn.Server:
     """A uvicorn server of ``service``'s app: ``.run(sockets=[sock])`` serves until
-    ``.should_exit`` is set (tests run it in a thread this way)."""
+    ``.should_exit`` is set (tests run it in a thread this way). TLS and the keep-alive
+    timeout are the config's ``transport``; the receive deadline holds for headers here
+    (uvicorn's protocol) and for bodies in the app (``deadline.ReceiveDeadline``)."""
+    transport = service.config.transport
+    receive_s = service.config.limits.receive_timeout_s
     config = uvicorn.Config(
-        create_app(service), lifespan="on", log_level=log_level, access_log=access_log
+        create_app(service),
+        http=header_deadline_protocol(AutoHTTPProtocol, receive_s),
+        lifespan="on",
+        log_level=log_level,
+        access_log=access_log,
+        timeout_keep_alive=transport.keep_alive_s,
+        ssl_certfile=transport.ssl_certfile,
+        ssl_keyfile=transport.ssl_keyfile,
     )
+    if transport.tls:
+        try:
+            config.load()  # reads the certificate and key now: a bad file is a one-line error
+        except (OSError, ValueError) as exc:
+            raise CenterNetError(f"cannot use the TLS certificate or key: {exc}") from None
     return _Server(config, on_ready)
 
 
