@@ -102,7 +102,7 @@ def detector_threshold(settings: VideoRunSettings) -> float:
     return min(settings.threshold, LOW_THRESHOLD) if settings.track else settings.threshold
 
 
-def open_source(location: str | int, settings: VideoRunSettings) -> VideoSource:
+def open_source(location: str | int | Path, settings: VideoRunSettings) -> VideoSource:
     """Open a file, URL or camera index, or raise ``SourceError`` with the reason."""
     return VideoSource(location, live=settings.live, settings=settings.open)
 

@@ -118,11 +118,11 @@ def is_stream_url(text: str) -> bool:
     return bool(sep) and scheme.lower() in STREAM_SCHEMES
 
 
-def camera_index(text: str | int) -> int | None:
-    """The camera index ``text`` names ("0", 0), or None."""
-    if isinstance(text, int):
-        return text
-    return int(text) if text.strip().isdigit() else None
+def camera_index(location: str | int | Path) -> int | None:
+    """The camera index ``location`` names ("0", 0), or None (a Path is always a file)."""
+    if isinstance(location, int):
+        return location
+    return int(location) if isinstance(location, str) and location.strip().isdigit() else None
 
 
 def looks_like_video(path: str | Path) -> bool:
@@ -199,7 +199,7 @@ class VideoSource:
 
     def __init__(
         self,
-        location: str | int,
+        location: str | int | Path,
         live: bool | None = None,
         settings: OpenSettings = OpenSettings(),
     ) -> None:
@@ -270,7 +270,7 @@ class VideoSource:
             status.errors.append(
                 f"decoding stopped after {decoded} frames (last at {last_time:.3f} s) of the "
                 f"{declared} the container declares: the file is truncated or corrupt there; "
-                f"the {decoded} decoded frames were used"
+                f"the {decoded} decoded frames were used (the last may be incomplete)"
             )
         elif decoded == 0:
             status.errors.append("no frame could be decoded")
@@ -279,7 +279,9 @@ class VideoSource:
         self.capture.release()
 
 
-def _open(location: str | int, settings: OpenSettings) -> tuple[cv2.VideoCapture, bool, SourceInfo]:
+def _open(
+    location: str | int | Path, settings: OpenSettings
+) -> tuple[cv2.VideoCapture, bool, SourceInfo]:
     """Open ``location`` (camera index, URL or file), or raise SourceError with the reason."""
     index = camera_index(location)
     text = str(location)

@@ -89,6 +89,7 @@ class Tracker:
             ids[np.asarray(tracked.data["row"], dtype=np.int64)] = tracked.tracker_id
         return kept, ids[rows]
 
+
 def require_tracking() -> None:
     """Raise MissingDependencyError now, before any work, when supervision is missing."""
     import importlib.util
