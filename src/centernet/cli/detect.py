@@ -205,6 +205,7 @@ def _refuse_video_options(args: argparse.Namespace) -> None:
 
 def _detect_videos(args: argparse.Namespace, videos: list[str]) -> int:
     """Each video (or the --source stream) through one Detector: JSONL, annotated video."""
+    from centernet.profiling import StageProfile
     from centernet.video.output import output_name
     from centernet.video.run import VideoRunSettings, detector_threshold, open_source, run_video
     from centernet.video.sources import FrameSelection
@@ -234,10 +235,15 @@ def _detect_videos(args: argparse.Namespace, videos: list[str]) -> int:
             _VideoBar(source.info, settings.selection, name) as bar,
             _interrupt_ends(source.info.live) as stop,
         ):
-            summary = run_video(detector, source, args.out, name, settings, bar.update, stop)
+            profile = StageProfile() if args.profile else None
+            summary = run_video(
+                detector, source, args.out, name, settings, bar.update, stop, profile
+            )
         for reason in summary.errors:
             print(f"centernet: {source.info.location}: {reason}", file=sys.stderr)
         print(_video_summary(summary, args.threshold, settings.track))
+        if profile is not None:
+            print(_profile_table(profile))
         status = max(status, EXIT_SOME_FAILED if summary.errors else EXIT_OK)
     if args.images or args.file_list:
         status = max(status, _detect_images(args))

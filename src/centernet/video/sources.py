@@ -445,6 +445,7 @@ class FrameReader:
         try:
             for frame in self.source.frames(self.selection, self._stop, self.status):
                 if not self._put(frame):
+                    self.status.finished = self.status.finished or "stopped"
                     break
         except BaseException as exc:  # re-raised in the consumer
             self._error = exc
