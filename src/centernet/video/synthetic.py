@@ -90,9 +90,14 @@ def write_clip(
     fps: float = 25.0,
     codec: str = "mp4v",
     shapes: list[MovingShape] | None = None,
+    noise: float = 0.0,
 ) -> list[list[tuple[int, Box]]]:
     """Write a clip of ``frames`` frames at ``size`` (width, height) with OpenCV's
-    ``VideoWriter`` and return each frame's (class id, box) truth."""
+    ``VideoWriter`` and return each frame's (class id, box) truth.
+
+    ``noise``: sigma (grey levels) of Gaussian sensor noise, new in every frame; flat
+    synthetic frames compress to almost nothing and decode unrealistically fast without it.
+    """
     width, height = size
     shapes = shapes if shapes is not None else lane_shapes(width, height, frames)
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*codec), fps, size)
@@ -102,6 +107,9 @@ def write_clip(
     try:
         for index in range(frames):
             image, boxes = render_frame(shapes, index, width, height)
+            if noise > 0:
+                grain = np.random.default_rng(index).standard_normal(image.shape, np.float32)
+                image = np.clip(image + grain * np.float32(noise), 0, 255).astype(np.uint8)
             writer.write(image)
             truth.append(boxes)
     finally:
