@@ -4,13 +4,17 @@ that does not open, the live path's drops and Ctrl-C, the annotated video, track
 
 from __future__ import annotations
 
+import functools
+import http.server
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import cv2
@@ -111,6 +115,61 @@ def test_a_url_that_does_not_open_is_one_line_and_exit_2(shapes_model, tmp_path)
         "stream, within 10 s"
     ]
     assert not list(tmp_path.iterdir())  # nothing written
+
+
+@pytest.fixture
+def http_url() -> Iterator[Callable[[Path], str]]:
+    """A loopback HTTP server (the standard library's) for files; gives each one's URL."""
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args) -> None:
+            pass
+
+    servers = []
+
+    def url(path: Path) -> str:
+        handler = functools.partial(Quiet, directory=str(path.parent))
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        server.daemon_threads = True
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return f"http://127.0.0.1:{server.server_address[1]}/{path.name}"
+
+    yield url
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_url_among_the_inputs_is_read_in_full_like_the_file(
+    clip, shapes_model, http_url, tmp_path
+):
+    model = str(shapes_model)
+    assert main(["detect", model, http_url(clip.path), "--out", str(tmp_path / "url")]) == 0
+    assert main(["detect", model, str(clip.path), "--out", str(tmp_path / "file")]) == 0
+    from_url = read_jsonl(tmp_path / "url" / "lanes.detections.jsonl")
+    assert len(from_url) == clip.frames
+    assert from_url == read_jsonl(tmp_path / "file" / "lanes.detections.jsonl")
+
+
+def test_a_url_as_source_runs_live_and_its_end_is_reported(
+    clip, shapes_model, http_url, tmp_path, capsys
+):
+    """--source on a real URL: the live code path without pacing (the reader takes frames
+    as fast as they come, the oldest dropped when the engine lags); a stream that stops
+    sending is reported, exit 1, with every frame it gave accounted for."""
+    url = http_url(clip.path)
+    out = tmp_path / "out"
+    assert main(["detect", str(shapes_model), "--source", url, "--out", str(out)]) == 1
+    captured = capsys.readouterr()
+    assert f"centernet: {url}: the stream stopped sending frames after {clip.frames}" in (
+        captured.err
+    )
+    dropped = int(re.search(r"(\d+) dropped", captured.out).group(1))
+    lines = read_jsonl(out / "lanes.detections.jsonl")
+    assert len(lines) + dropped == clip.frames
+    indices = [line["frame"] for line in lines]
+    assert indices == sorted(indices) and indices[-1] == clip.frames - 1
 
 
 def test_video_options_without_a_video_are_refused(shapes_model, photo_paths, tmp_path, capsys):

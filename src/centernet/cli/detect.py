@@ -218,7 +218,7 @@ def _detect_videos(args: argparse.Namespace, videos: list[str]) -> int:
         threshold=args.threshold,
         save_video=args.save_video,
         track=args.track,
-        live=True if args.source is not None else None,
+        live=args.source is not None,  # a URL among the inputs is read in full, as a file
     )
     if settings.track:
         require_tracking()

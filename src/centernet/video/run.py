@@ -39,7 +39,8 @@ from centernet.video.tracking import LOW_THRESHOLD, Tracker, TrackSettings
 class VideoRunSettings:
     """How a video or stream is run. ``live``: None lets the source decide (URLs and
     cameras are live, files are not); True plays a file as a live source at its own pace
-    (frames dropped when the engine falls behind, as a camera's would be)."""
+    (frames dropped when the engine falls behind, as a camera's would be); False reads a
+    URL in full, every frame, as a file."""
 
     selection: FrameSelection = field(default_factory=FrameSelection)
     threshold: float = 0.3  # boxes written (a tracked run detects lower: detector_threshold)

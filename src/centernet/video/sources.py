@@ -86,7 +86,7 @@ class SourceInfo:
     fps: float  # 0.0 when the source does not say
     width: int
     height: int
-    frame_count: int | None  # frames a file's container declares; None for live sources
+    frame_count: int | None  # frames the container declares; None if it does not say
 
     def expected_frames(self, selection: FrameSelection) -> int | None:
         """Frames ``selection`` keeps from a file, from what it declares (for a progress
@@ -155,11 +155,12 @@ def _video_signature(head: bytes) -> bool:
 
 
 def split_videos(items: Sequence[str]) -> tuple[list[str], list[str]]:
-    """(video files, everything else) among command-line items, each in the order given.
+    """(videos, everything else) among command-line items, each in the order given.
 
-    A file is a video by ``looks_like_video``; a glob's matches are split likewise; a
-    folder contributes its videos (by extension) and stays with the images only if it
-    holds any, so an image-less folder of videos is not reported as matching nothing.
+    A stream URL is a video; a file is one by ``looks_like_video``; a glob's matches are
+    split likewise; a folder contributes its videos (by extension) and stays with the
+    images only if it holds any, so an image-less folder of videos is not reported as
+    matching nothing.
     """
     videos: list[str] = []
     others: list[str] = []
@@ -178,7 +179,7 @@ def split_videos(items: Sequence[str]) -> tuple[list[str], list[str]]:
             others += [p for p in matches if p not in found]
             if not matches:
                 others.append(item)  # the image path reports "no files match"
-        elif looks_like_video(item):
+        elif is_stream_url(item) or looks_like_video(item):
             videos.append(item)
         else:
             others.append(item)
@@ -325,7 +326,7 @@ def _open(
         fps=fps if math.isfinite(fps) and 0 < fps < 1000 else 0.0,
         width=int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)),
         height=int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)),
-        frame_count=count if count > 0 and not live else None,
+        frame_count=count if count > 0 else None,
     )
     return capture, index is not None, info
 
