@@ -304,3 +304,37 @@ def test_a_run_can_be_stopped_from_another_thread(clip, shapes_model, tmp_path):
     summary = run_video(detector, source, tmp_path, "s", settings, stop_after_three, stop)
     assert summary.interrupted and 3 <= summary.processed < clip.frames
     assert len(read_jsonl(tmp_path / "s.detections.jsonl")) == summary.processed
+
+
+def test_track_without_supervision_says_which_extra(clip, shapes_model, tmp_path, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "supervision" else real(name, *a),
+    )
+    from centernet.errors import MissingDependencyError
+    from centernet.video.tracking import require_tracking
+
+    with pytest.raises(MissingDependencyError, match=r"pip install 'centernet-deploy\[video\]'"):
+        require_tracking()
+    code = main(["detect", str(shapes_model), str(clip.path), "--out", str(tmp_path), "--track"])
+    assert code == 2 and not list(tmp_path.iterdir())  # refused before any work
+
+
+def test_the_video_path_with_tracking_never_imports_torch():
+    pytest.importorskip("supervision", reason="the video extra is not installed")
+    code = (
+        "import sys, numpy as np\n"
+        "import centernet.cli.detect, centernet.video.run\n"
+        "from centernet.types import Detections\n"
+        "from centernet.video.tracking import Tracker\n"
+        "boxes = Detections(np.array([[0, 0, 9, 9]], np.float32), np.array([0.9], np.float32),"
+        " np.array([0]))\n"
+        "Tracker(25.0, 0.3).update(boxes)\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
