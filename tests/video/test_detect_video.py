@@ -94,7 +94,7 @@ def test_a_truncated_video_is_reported_and_its_decoded_frames_kept(
     captured = capsys.readouterr()
     errors = [line for line in captured.err.splitlines() if line.startswith("centernet:")]
     assert len(errors) == 1 and str(cut) in errors[0] and "truncated" in errors[0]
-    assert f"after {decodable} frames" in errors[0]
+    assert f"only {decodable} of the {mjpg_clip.frames} frames" in errors[0]
     lines = read_jsonl(tmp_path / "cut.detections.jsonl")
     full = read_jsonl(tmp_path / "lanes.detections.jsonl")
     assert len(lines) == decodable and len(full) == mjpg_clip.frames

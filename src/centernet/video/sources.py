@@ -269,9 +269,9 @@ class VideoSource:
             if info.fps > 0:
                 declared += f", {info.frame_count / info.fps:.2f} s"
             status.errors.append(
-                f"decoding stopped after {decoded} frames (last at {last_time:.3f} s) of the "
-                f"{declared} the container declares: the file is truncated or corrupt there; "
-                f"the {decoded} decoded frames were used (the last may be incomplete)"
+                f"only {decoded} of the {declared} the container declares could be decoded "
+                f"(the last at {last_time:.3f} s): the file is truncated or corrupt; the "
+                "decoded frames were used (the one before a cut may be incomplete)"
             )
         elif decoded == 0:
             status.errors.append("no frame could be decoded")
