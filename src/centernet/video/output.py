@@ -11,9 +11,9 @@ from typing import Any
 import cv2
 import numpy as np
 
+from centernet import Detections
 from centernet.draw import draw_detections
 from centernet.errors import CenterNetError
-from centernet.types import Detections
 
 
 def output_name(location: str, taken: set[str]) -> str:

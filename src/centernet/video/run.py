@@ -16,13 +16,12 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from centernet import Detections, Detector
 from centernet.errors import CenterNetError
-from centernet.pipeline import Detector
-from centernet.profiling import StageProfile
-from centernet.types import Detections
 from centernet.video.output import AnnotatedVideo, DetectionsLog
 from centernet.video.sources import (
     FrameReader,
@@ -33,6 +32,9 @@ from centernet.video.sources import (
     VideoSource,
 )
 from centernet.video.tracking import LOW_THRESHOLD, Tracker, TrackSettings
+
+if TYPE_CHECKING:
+    from centernet.profiling import StageProfile
 
 
 @dataclass(frozen=True)

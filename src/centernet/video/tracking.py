@@ -26,8 +26,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from centernet import Detections
 from centernet.errors import MissingDependencyError
-from centernet.types import Detections
 
 #: supervision's ByteTrack uses boxes scoring above 0.1 in its second association.
 LOW_THRESHOLD = 0.1
