@@ -32,11 +32,16 @@ from dataclasses import replace
 from pathlib import Path
 
 from centernet.measure import describe_machine
-from centernet.serve import create_app
-from centernet.serve import Access, ServeConfig
-from centernet.serve import ReceiveDeadline
-from centernet.serve import LoadSettings, load_uploads, run_load
-from centernet.serve import DetectionService
+from centernet.serve import (
+    Access,
+    DetectionService,
+    LoadSettings,
+    ReceiveDeadline,
+    ServeConfig,
+    create_app,
+    load_uploads,
+    run_load,
+)
 
 KEY = "bench-key-0123456789abcdef"
 

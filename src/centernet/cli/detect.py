@@ -4,7 +4,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import signal
+import sys
+import threading
 import time
 from pathlib import Path
 
@@ -45,6 +49,7 @@ def add_detect(add_command: AddCommand) -> None:
     )
     add_engine_args(p)
     add_ray_args(p)
+    add_video_args(p)
     p.set_defaults(func=cmd_detect)
 
 
@@ -64,23 +69,41 @@ def _unique_name(path: str, taken: set[str]) -> str:
 
 
 def cmd_detect(args: argparse.Namespace) -> int:
+    from centernet.video.sources import split_videos
+
+    _check_pipeline(args)
+    videos, args.images = split_videos(args.images)
+    if videos or args.source is not None:
+        if args.ray:
+            raise CenterNetError("videos and streams run in this process: drop --ray")
+        return _detect_videos(args, videos)
+    _refuse_video_options(args)
+    if args.ray:
+        return detect_with_ray(args)
+    return _detect_images(args)
+
+
+def _open_detector(args: argparse.Namespace, threshold: float):
+    from centernet.runtime.detector import Detector
+
+    detector = Detector(args.model, detector_settings(args, threshold, args.max_dets))
+    announce_engine(args.engine, detector.engine)
+    return detector
+
+
+def _detect_images(args: argparse.Namespace) -> int:
     import cv2
 
     from centernet.datasets.coco import category_ids_for, detections_to_coco, load_annotations
-    from centernet.runtime.detector import Detector
     from centernet.runtime.draw import draw_detections
     from centernet.runtime.images import collect_image_paths, read_image
     from centernet.runtime.profiling import StageProfile
 
-    _check_pipeline(args)
-    if args.ray:
-        return detect_with_ray(args)
     if not args.images and not args.file_list:
         raise CenterNetError("no images given (files, folders, globs or --file-list)")
     inputs = collect_image_paths(args.images, args.file_list)
     paths = inputs.paths
-    detector = Detector(args.model, detector_settings(args, args.threshold, args.max_dets))
-    announce_engine(args.engine, detector.engine)
+    detector = _open_detector(args, args.threshold)
     for item, reason in inputs.unmatched:  # same rule as an unreadable file: named, skipped
         report_skipped(item, reason)
     annotations = load_annotations(args.ann) if args.ann else None
@@ -138,6 +161,159 @@ def _profile_table(profile) -> str:
         for stage, thread, ms, share in profile.rows()
     ]
     return "\n".join(lines)
+
+
+def add_video_args(parser: argparse.ArgumentParser) -> None:
+    """Video files among the inputs, or one live --source; what to run on and write."""
+    group = parser.add_argument_group(
+        "videos and streams (files among the inputs by extension, or --source; "
+        "--track needs pip install 'centernet-deploy[video]')"
+    )
+    group.add_argument(
+        "--source",
+        default=None,
+        help="one live source: a stream URL (rtsp://, http://, ...), a camera index (0), or a "
+        "video file played at its own pace; Ctrl-C ends it and keeps what was done",
+    )
+    group.add_argument(
+        "--save-video", action="store_true", help="also write DIR/<name>.annotated.mp4"
+    )
+    group.add_argument("--frame-stride", type=positive_int, default=1, help="every Nth frame")
+    group.add_argument("--start", type=float, default=0.0, help="first second to detect on")
+    group.add_argument("--end", type=float, default=None, help="stop at this second")
+    group.add_argument("--max-frames", type=positive_int, default=None, help="frames per video")
+    group.add_argument("--track", action="store_true", help="track ids across frames (ByteTrack)")
+
+
+_VIDEO_OPTIONS = ("save_video", "track", "start", "end", "max_frames")
+
+
+def _refuse_video_options(args: argparse.Namespace) -> None:
+    given = [n for n in _VIDEO_OPTIONS if getattr(args, n)] + (
+        ["frame_stride"] if args.frame_stride != 1 else []
+    )
+    if given:
+        flags = ", ".join("--" + n.replace("_", "-") for n in given)
+        raise CenterNetError(f"{flags}: for videos and streams; no video among the inputs")
+
+
+def _detect_videos(args: argparse.Namespace, videos: list[str]) -> int:
+    """Each video (or the --source stream) through one Detector: JSONL, annotated video."""
+    from centernet.runtime.profiling import StageProfile
+    from centernet.video.output import output_name
+    from centernet.video.run import VideoRunSettings, detector_threshold, open_source, run_video
+    from centernet.video.sources import FrameSelection
+    from centernet.video.tracking import require_tracking
+
+    if args.source is not None and (videos or args.images or args.file_list):
+        raise CenterNetError("--source runs one live stream: give no other inputs with it")
+    settings = VideoRunSettings(
+        selection=FrameSelection(args.frame_stride, args.start, args.end, args.max_frames),
+        threshold=args.threshold,
+        save_video=args.save_video,
+        track=args.track,
+        live=args.source is not None,  # a URL among the inputs is read in full, as a file
+    )
+    if settings.track:
+        require_tracking()
+    _quiet_ffmpeg()
+    locations = [args.source] if args.source is not None else videos
+    for location in locations:  # every source opens, or one line and exit 2, before any work
+        open_source(location, settings).close()
+    detector = _open_detector(args, detector_threshold(settings))
+    status, taken = EXIT_OK, set()
+    for location in locations:
+        source = open_source(location, settings)
+        name = output_name(source.info.location, taken)
+        with (
+            _VideoBar(source.info, settings.selection, name) as bar,
+            _interrupt_ends(source.info.live) as stop,
+        ):
+            profile = StageProfile() if args.profile else None
+            summary = run_video(
+                detector, source, args.out, name, settings, bar.update, stop, profile
+            )
+        for reason in summary.errors:
+            print(f"centernet: {source.info.location}: {reason}", file=sys.stderr)
+        print(_video_summary(summary, args.threshold, settings.track))
+        if profile is not None:
+            print(_profile_table(profile))
+        status = max(status, EXIT_SOME_FAILED if summary.errors else EXIT_OK)
+    if args.images or args.file_list:
+        status = max(status, _detect_images(args))
+    return status
+
+
+def _quiet_ffmpeg() -> None:
+    """FFmpeg and OpenCV print their own warnings on stderr (e.g. on a URL that does not
+    open); our message says what happened in one line. OPENCV_FFMPEG_LOGLEVEL=24 (and
+    OPENCV_LOG_LEVEL=WARNING) bring theirs back."""
+    import os
+
+    import cv2
+
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+    if "OPENCV_LOG_LEVEL" not in os.environ:
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+
+
+class _VideoBar:
+    """A file: frames/s and time left. A live stream: real-time factor and dropped frames."""
+
+    def __init__(self, info, selection, name: str) -> None:
+        from tqdm import tqdm
+
+        total = info.expected_frames(selection)
+        self.bar = tqdm(total=total, desc=name, unit="frame", file=sys.stderr, disable=None)
+
+    def update(self, progress) -> None:
+        if progress.live:
+            factor = progress.real_time_factor
+            rate = "" if factor is None else f"x{factor:.2f} real time, "
+            self.bar.set_postfix_str(f"{rate}{progress.dropped} dropped", refresh=False)
+        self.bar.update(progress.processed - self.bar.n)
+
+    def __enter__(self) -> _VideoBar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.bar.close()
+
+
+@contextlib.contextmanager
+def _interrupt_ends(live: bool):
+    """On a live stream, the first Ctrl-C ends it gracefully (what was read is detected and
+    written; exit 0); a second one interrupts at once. Elsewhere Ctrl-C interrupts."""
+    if not live or threading.current_thread() is not threading.main_thread():
+        yield None
+        return
+    stop = threading.Event()
+
+    def end(_number: int, _frame: object) -> None:
+        stop.set()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    previous = signal.signal(signal.SIGINT, end)
+    try:
+        yield stop
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _video_summary(summary, threshold: float, track: bool) -> str:
+    info = summary.source
+    parts = [
+        f"{info.location}: {summary.processed} frames in {summary.seconds:.1f} s "
+        f"({summary.frames_per_s:.1f} frames/s), {summary.boxes} boxes >= {threshold}"
+    ]
+    if track:
+        parts.append(f"{summary.tracks} tracks")
+    if info.live:
+        parts.append(f"{summary.read.dropped} dropped (engine behind)")
+    if summary.interrupted:
+        parts.append("ended by Ctrl-C")
+    wrote = f"wrote {summary.jsonl}" + (f" and {summary.video}" if summary.video else "")
+    return ", ".join(parts) + "; " + wrote
 
 
 def add_eval(add_command: AddCommand) -> None:

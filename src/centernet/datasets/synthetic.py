@@ -88,7 +88,7 @@ def _shape_polygons(class_id: int, size: float, angle: float) -> list[np.ndarray
     raise ValueError(name)  # circles are drawn with cv2.circle
 
 
-def _draw_shape(
+def draw_shape(
     canvas: np.ndarray, class_id: int, cx: int, cy: int, size: int, angle: float, colour
 ) -> tuple[int, int, int, int] | None:
     """Draw a filled shape; return the tight box of its pixels (None if off-canvas)."""
@@ -215,7 +215,7 @@ def render_sample(seed: int, index: int, config: SynthConfig = SynthConfig()) ->
         if config.shapes is not None:
             class_id = config.shapes[class_id % len(config.shapes)]
         colour = _random_colour(rng, near=image[min(cy, height - 1), min(cx, width - 1)])
-        box = _draw_shape(image, class_id, cx, cy, size, float(rng.uniform(0, 2 * math.pi)), colour)
+        box = draw_shape(image, class_id, cx, cy, size, float(rng.uniform(0, 2 * math.pi)), colour)
         if box is not None:
             objects.append(SynthObject(class_id, box, colour))
     clean = image.copy()

@@ -4,6 +4,7 @@ class (the report's chart is ``measure/plot.py``)."""
 from __future__ import annotations
 
 import colorsys
+from collections.abc import Sequence
 
 import cv2
 import numpy as np
@@ -19,9 +20,15 @@ def class_colour(class_id: int) -> tuple[int, int, int]:
 
 
 def draw_detections(
-    image: np.ndarray, detections: Detections, class_names: list[str]
+    image: np.ndarray,
+    detections: Detections,
+    class_names: list[str],
+    labels: Sequence[str] | None = None,
 ) -> np.ndarray:
-    """Return a copy of ``image`` (BGR uint8) with the detections drawn, lowest score first."""
+    """Return a copy of ``image`` (BGR uint8) with the detections drawn, lowest score first.
+
+    ``labels`` (one per box) replaces the default "class score" text, e.g. to add track ids.
+    """
     canvas = image.copy()
     scale = max(0.4, min(canvas.shape[:2]) / 1000)
     thickness = max(1, int(round(2 * scale)))
@@ -30,7 +37,7 @@ def draw_detections(
         cls = int(detections.class_ids[i])
         colour = class_colour(cls)
         name = class_names[cls] if cls < len(class_names) else str(cls)
-        label = f"{name} {detections.scores[i]:.2f}"
+        label = labels[i] if labels is not None else f"{name} {detections.scores[i]:.2f}"
         cv2.rectangle(canvas, (x1, y1), (x2, y2), colour, thickness)
         (tw, th), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, 0.5 * scale, 1)
         top = max(y1, th + base)
