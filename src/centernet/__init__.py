@@ -3,22 +3,33 @@
 The packages follow the data flow: ``build`` makes model files (export, int8), ``modelfile``
 reads what a file says about itself, ``engines`` run one, ``runtime`` turns images into
 boxes (the Detector), ``measure`` scores and times, and the fronts (``cli``, ``serve``,
-``distributed``, ``demo``) call them. The names most users need are importable from here.
+``distributed``, ``video``, ``demo``) call them. The names most users need are importable
+from here, lazily: ``import centernet`` imports nothing else.
 """
 
-from centernet._lazy import lazy_exports
-from centernet.version import __version__
+__version__ = "0.1.0"
 
-__getattr__, __dir__, _names = lazy_exports(
-    __name__,
-    {
-        "Detector": "runtime.detector",
-        "DetectorSettings": "runtime.detector",
-        "DetectionResult": "runtime.stages",
-        "Detections": "types",
-        "Letterbox": "types",
-        "ModelSpec": "types",
-        "CenterNetError": "errors",
-    },
-)
-__all__ = [*_names, "__version__"]
+# name -> the module that defines it (imported on first use; _lazy.py's rule, written out
+# here so that importing the package costs no more than this file)
+_EXPORTS = {
+    "Detector": "runtime.detector",
+    "DetectorSettings": "runtime.detector",
+    "DetectionResult": "runtime.stages",
+    "Detections": "types",
+    "Letterbox": "types",
+    "ModelSpec": "types",
+    "CenterNetError": "errors",
+}
+
+__all__ = [*sorted(_EXPORTS), "__version__"]
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'centernet' has no attribute {name!r}")
+    return getattr(__import__(f"centernet.{module}", fromlist=[name]), name)
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -4,8 +4,9 @@ never pulls in torch, OpenVINO or an engine before they are needed."""
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Callable
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs more than the rest
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 
 def lazy_exports(
@@ -18,7 +19,8 @@ def lazy_exports(
         module = names.get(name)
         if module is None:
             raise AttributeError(f"module {package!r} has no attribute {name!r}")
-        return getattr(importlib.import_module(f"{package}.{module}"), name)
+        # __import__ with a fromlist returns the submodule itself (no importlib import)
+        return getattr(__import__(f"{package}.{module}", fromlist=[name]), name)
 
     def __dir__() -> list[str]:
         return sorted(names)

@@ -8,8 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from centernet import __version__
 from centernet.errors import CenterNetError
-from centernet.version import __version__
 
 #: Channel statistics of the original CenterNet COCO models, in BGR order.
 COCO_MEAN = (0.408, 0.447, 0.470)

@@ -21,7 +21,6 @@ ROOT = Path(centernet.__file__).parent
 #: call everything; build, training and measure use the runtime; the runtime runs engines;
 #: engines read model files and build networks; everything may use the shared types.
 LAYERS: dict[str, int] = {
-    "centernet.version": 0,
     "centernet._lazy": 0,
     "centernet.types": 0,
     "centernet.errors": 0,
@@ -41,7 +40,7 @@ LAYERS: dict[str, int] = {
     "centernet.distributed": 5,
     "centernet.video": 5,
     "centernet.demo": 5,
-    "centernet": 6,  # the facade: lazy names only
+    "centernet": 0,  # the facade: the version, and names it imports lazily (see lazy_names)
 }
 
 
@@ -55,10 +54,14 @@ def all_modules() -> dict[str, Path]:
 
 
 def lazy_names(path: Path) -> dict[str, str]:
-    """name -> defining module of a package ``__init__`` that calls ``lazy_exports``."""
+    """name -> defining module of a package ``__init__`` that calls ``lazy_exports`` (or,
+    the facade, maps names to modules in ``_EXPORTS``)."""
     found: dict[str, str] = {}
     package = module_name(path)
     for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "_EXPORTS":
+            for key, value in zip(node.value.keys, node.value.values):  # type: ignore[attr-defined]
+                found[key.value] = f"{package}.{value.value}"
         if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "lazy_exports":
             mapping = node.args[1]
             assert isinstance(mapping, ast.Dict), f"{package}: lazy_exports takes a dict literal"

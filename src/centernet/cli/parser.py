@@ -14,10 +14,10 @@ import functools
 import sys
 from collections.abc import Sequence
 
+from centernet import __version__
 from centernet.cli import data, detect, measure, model, serve
 from centernet.cli.common import EXIT_ERROR
 from centernet.errors import CenterNetError, as_command_line
-from centernet.version import __version__
 
 COMMAND_MODULES = (model, detect, measure, serve, data)
 

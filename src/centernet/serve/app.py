@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from centernet import __version__
 from centernet.errors import CenterNetError, as_command_line
 from centernet.serve import oip
 from centernet.serve.auth import add_access_control
@@ -30,7 +31,6 @@ from centernet.serve.service import (
     QueueFullError,
     RequestTimeoutError,
 )
-from centernet.version import __version__
 
 RETRY_AFTER_S = 1  # what a 503 (queue full, draining) tells the client to wait
 
