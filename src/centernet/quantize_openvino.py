@@ -39,6 +39,7 @@ from centernet.types import ModelSpec
 
 if TYPE_CHECKING:  # quantize.py calls this module: import it lazily, never in a cycle
     from centernet.quantize import KeptLayer
+    from centernet.sensitivity import SearchConfig
 
 PRECISIONS = ("fp32", "fp16", "int8", "int8-mixed")
 PRESETS = ("performance", "mixed")  # NNCF: symmetric / asymmetric activations
@@ -59,6 +60,7 @@ CONVOLUTIONS = (
     "ConvolutionBackpropData",
     "GroupConvolutionBackpropData",
 )
+ACCURACY_CONTROL_REASON = "NNCF accuracy control reverted it to float (the boxes' budget)"
 DECODE_REASON = "decode (the heatmap Sigmoid and what follows it): float keeps hm == hm_max exact"
 
 
@@ -84,6 +86,9 @@ class OpenVinoBuildConfig:
     batch: int | None = None  # a static batch; None keeps the export's
     dynamic_batch: bool = False
     nncf: NncfSettings = NncfSettings()
+    # int8-mixed: NNCF's accuracy control with the layer search's score and budget
+    # (``accuracy_control.py``); None: only the layers keep_float names stay float
+    accuracy_control: SearchConfig | None = None
 
 
 @dataclass
@@ -121,6 +126,7 @@ def build_openvino(
     if config.dynamic_batch or config.batch:
         spec.batch = "dynamic" if config.dynamic_batch else int(config.batch)  # type: ignore[arg-type]
     int8 = config.precision.startswith("int8")
+    search = None
     batch = 1 if spec.dynamic_batch else int(spec.batch)
     paths = calibration_paths(config.calib_images, config.calib_count, batch) if int8 else []
     ov, nncf = _import_backends(int8)
@@ -133,6 +139,8 @@ def build_openvino(
         _set_batch(model, spec.batch)
     if progress:
         progress(f"{stage}: converting the ONNX model", 1, 1)
+    from centernet.quantize import KeptLayer
+
     kept: list[KeptLayer] = []
     names: dict[str, str] = {}
     skipped: list[str] = []
@@ -144,14 +152,20 @@ def build_openvino(
             paths, spec, batch, INPUT_NAME, progress, f"{config.precision} (NNCF): calibration"
         )
         batches = CalibrationBatches(reader)
-        with _quiet_nncf():
-            model = nncf.quantize(
-                model,
-                nncf.Dataset(batches),
-                subset_size=len(batches),
-                ignored_scope=nncf.IgnoredScope(names=sorted(set(ignored)), validate=True),
-                **nncf_arguments(config.nncf),
+        if config.precision == "int8-mixed" and config.accuracy_control is not None:
+            model, search = _with_accuracy_control(
+                model, batches, paths, spec, onnx_model, ignored, config, progress
             )
+            kept += [KeptLayer(layer.node, ACCURACY_CONTROL_REASON) for layer in search.chosen]
+        else:
+            with _quiet_nncf():
+                model = nncf.quantize(
+                    model,
+                    nncf.Dataset(batches),
+                    subset_size=len(batches),
+                    ignored_scope=nncf.IgnoredScope(names=sorted(set(ignored)), validate=True),
+                    **nncf_arguments(config.nncf),
+                )
         skipped = sorted(set(reader.skipped))
         spec.extra["calibration"] = {
             "images": Path(str(config.calib_images)).name,
@@ -177,7 +191,32 @@ def build_openvino(
         kept=kept,
         openvino_names=names,
         skipped_images=skipped,
+        search=search,
     )
+
+
+def _with_accuracy_control(
+    model: Any,
+    batches: CalibrationBatches,
+    paths: list[Path],
+    spec: ModelSpec,
+    onnx_model: onnx.ModelProto,
+    ignored: list[str],
+    config: OpenVinoBuildConfig,
+    progress: Progress | None,
+) -> tuple[Any, Any]:
+    """NNCF's accuracy-controlled quantization; records what it measured in ``spec``."""
+    from centernet.accuracy_control import quantize_with_accuracy_control
+    from centernet.quantize import describe_search
+
+    search = config.accuracy_control
+    assert search is not None
+    model, found = quantize_with_accuracy_control(
+        model, batches, len(batches), paths, spec, onnx_model, ignored,
+        nncf_arguments(config.nncf), search, progress,
+    )  # fmt: skip
+    spec.extra["float_layer_search"] = describe_search(found, search, method="nncf")
+    return model, found
 
 
 # ---------------------------------------------------------------- checks and settings
@@ -201,8 +240,14 @@ def _check_config(config: OpenVinoBuildConfig, output_xml: Path) -> None:
         )
     if config.precision.startswith("int8") and not config.calib_images:
         raise CenterNetError(f"{config.precision} needs calibration images (--calib-images DIR)")
-    if config.precision == "int8-mixed" and not config.keep_float:
-        raise CenterNetError("int8-mixed needs the layers to keep in float (keep_float)")
+    if (
+        config.precision == "int8-mixed"
+        and not config.keep_float
+        and config.accuracy_control is None
+    ):
+        raise CenterNetError(
+            "int8-mixed needs the layers to keep in float (keep_float) or accuracy control"
+        )
 
 
 def _import_backends(int8: bool) -> tuple[Any, Any]:
