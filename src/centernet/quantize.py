@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -29,9 +29,16 @@ import onnx
 
 from centernet.calibration import ImageCalibrationReader, calibration_paths
 from centernet.errors import CenterNetError
+from centernet.finetune import FinetuneConfig, FinetuneResult
 from centernet.modelfile import INPUT_NAME, load_centernet_onnx, write_spec
 from centernet.progress import Progress
-from centernet.sensitivity import DetectionProbe, SearchConfig, SearchResult, search_float_layers
+from centernet.sensitivity import (
+    LayerGain,
+    SearchConfig,
+    SearchResult,
+    search_float_layers,
+    search_probes,
+)
 from centernet.types import ModelSpec
 
 PRECISIONS = ("fp32", "fp16", "int8", "int8-mixed")
@@ -39,7 +46,9 @@ PRECISIONS = ("fp32", "fp16", "int8", "int8-mixed")
 #: (ORT's CalibMovingAverage); percentile: the given percentile of |x|; entropy: the
 #: KL-divergence-minimising threshold over a histogram of ``bins`` bins.
 CALIBRATION_METHODS = ("minmax", "minmax-ma", "percentile", "entropy")
-MIXED_SEARCHES = ("task", "sqnr")
+#: int8-mixed: auto (task for a QDQ .onnx, nncf for an OpenVINO IR), task (our search by the
+#: boxes, on the QDQ graph), sqnr (the older rule), nncf (NNCF's accuracy control, IR only)
+MIXED_SEARCHES = ("auto", "task", "sqnr", "nncf")
 HEADS = ("hm", "wh", "reg")
 
 
@@ -68,19 +77,23 @@ class BuildConfig:
     calibration: CalibrationConfig | None = None
     batch: int | None = None  # a static batch; None keeps the input model's
     dynamic_batch: bool = False
-    mixed_search: str = "task"  # int8-mixed: "task" (by the boxes) or "sqnr" (older rule)
+    mixed_search: str = "auto"  # int8-mixed: one of MIXED_SEARCHES
     max_drop: float = 0.002  # task search: allowed AP drop against the float model
     mixed_max_layers: int = 6  # int8-mixed: most extra convolutions kept in float
     mixed_min_drop_db: float = 1.0  # sqnr search: keep a conv whose SQNR drop exceeds this
-    mixed_probe_images: int = 32  # images the layer search scores on (sqnr: first 8)
-    # task search: a gain below what this input noise costs the float model is no reason
-    # to keep a layer float
-    mixed_noise_grey_levels: float = 1.0
+    mixed_probe_images: int = 32  # images the layer search picks on (sqnr: first 8)
+    mixed_check_images: int = 64  # further calibration images the search's build is judged on
+    search_engine: str = "onnxruntime"  # what the task search runs its trials on
+    # task search: a drop within this many of its bootstrap standard deviations on the check
+    # images cannot be told from none, and is no reason to keep layers float
+    mixed_noise_sigmas: float = 2.0
     keep_float_layers: tuple[str, ...] = ()  # convolutions the user keeps float (by name)
     # False quantizes the heads' last convolutions too (the logits in 8 bits): for
     # comparison with builds made before this rule, not for use
     head_outputs_float: bool = True
     target: str = "onnx"  # "openvino": an OpenVINO IR (.xml) quantized by NNCF
+    # int8 / int8-mixed: label-free quantization-aware fine-tuning first (finetune.py)
+    finetune: FinetuneConfig | None = None
     bias_correction: str = "fast"  # openvino target: NNCF's fast / full / none
 
 
@@ -101,6 +114,7 @@ class BuildResult:
     kept: list[KeptLayer] = field(default_factory=list)
     skipped_images: list[str] = field(default_factory=list)
     search: SearchResult | None = None  # int8-mixed task search: what it measured
+    finetune: FinetuneResult | None = None  # --qat-steps: what the fine-tuning did
 
 
 # ---------------------------------------------------------------- graph helpers
@@ -446,10 +460,11 @@ def build(
         raise CenterNetError(
             f"unknown precision {config.precision!r}; choose from {', '.join(PRECISIONS)}"
         )
-    if config.mixed_search not in MIXED_SEARCHES:
+    _check_search(config)
+    if config.mixed_search == "nncf" and config.precision == "int8-mixed":
         raise CenterNetError(
-            f"unknown int8-mixed search {config.mixed_search!r}; "
-            f"choose from {', '.join(MIXED_SEARCHES)}"
+            "NNCF's accuracy control makes OpenVINO IRs: use --target openvino (-o *.xml), "
+            "or --mixed-search task for a QDQ .onnx"
         )
     if output_path.resolve() == input_path.resolve():
         raise CenterNetError(
@@ -484,31 +499,20 @@ def build(
                 progress("fp16: converting weights and activations", 1, 1)
         else:
             assert calib is not None
-            search = search or SearchConfig(
-                max_drop=config.max_drop,
-                max_layers=config.mixed_max_layers,
-                probe_images=config.mixed_probe_images,
-                annotations=calib.annotations,
-                noise_grey_levels=config.mixed_noise_grey_levels,
-            )
+            search = search or search_config(config)
             built = _build_int8(
                 float_path, Path(tmp), spec, paths, reader_batch, config, search, result, progress
             )
             spec.extra["calibration"] = {**calib.describe(), "count": len(paths)}
             spec.extra["kept_float"] = [asdict(k) for k in result.kept]
+            if result.finetune is not None and config.finetune is not None:
+                spec.extra["finetune"] = {
+                    **asdict(config.finetune),
+                    **{k: round(v, 5) if isinstance(v, float) else v
+                       for k, v in asdict(result.finetune).items()},
+                }  # fmt: skip
             if result.search is not None:
-                found = result.search
-                spec.extra["float_layer_search"] = {
-                    "metric": found.metric,
-                    "float": round(found.reference, 4),
-                    "all_int8": round(found.int8, 4),
-                    "chosen": round(found.final, 4),
-                    "max_drop": search.max_drop,
-                    "noise_floor": round(found.noise_floor, 4),
-                    "best_single_gain": round(found.ranked[0].gain, 4) if found.ranked else None,
-                    "noise_grey_levels": search.noise_grey_levels,
-                    "probe_images": search.probe_images,
-                }
+                spec.extra["float_layer_search"] = describe_search(result.search, search)
             result.nodes_quantized = len(int8_conv_names(built))
         spec.precision = config.precision
         write_spec(built, spec)
@@ -516,6 +520,39 @@ def build(
     result.seconds = time.perf_counter() - started
     result.size_bytes = output_path.stat().st_size
     return result
+
+
+def search_config(config: BuildConfig) -> SearchConfig:
+    """The int8-mixed search settings a build config asks for."""
+    return SearchConfig(
+        max_drop=config.max_drop,
+        max_layers=config.mixed_max_layers,
+        probe_images=config.mixed_probe_images,
+        check_images=config.mixed_check_images,
+        annotations=config.calibration.annotations if config.calibration else None,
+        engine=config.search_engine,
+        noise_sigmas=config.mixed_noise_sigmas,
+    )
+
+
+def describe_search(found: SearchResult, search: SearchConfig, method: str = "task") -> dict:
+    """What the ModelSpec records about an int8-mixed search (``float_layer_search``)."""
+    return {
+        **found.summary(),
+        "method": method,
+        "min_error_cut": search.min_error_cut,
+        "probe_images": search.probe_images,
+        "check_images": search.check_images,
+        "engine": "openvino" if method == "nncf" else search.engine,
+    }
+
+
+def _check_search(config: BuildConfig) -> None:
+    if config.mixed_search not in MIXED_SEARCHES:
+        raise CenterNetError(
+            f"unknown int8-mixed search {config.mixed_search!r}; "
+            f"choose from {', '.join(MIXED_SEARCHES)}"
+        )
 
 
 def _build_for_openvino(
@@ -526,24 +563,32 @@ def _build_for_openvino(
     search: SearchConfig | None,
 ):
     """The same recipe as an OpenVINO IR quantized by NNCF: the head outputs float, the
-    layers asked for, and for int8-mixed the layers the search picks on the QDQ graph."""
-    from dataclasses import replace
-
+    layers asked for, and for int8-mixed NNCF's accuracy control with the search's score
+    (``accuracy_control.py``), or with ``mixed_search="task"`` the layers our search picks
+    on the QDQ graph."""
     from centernet.quantize_openvino import NncfSettings, OpenVinoBuildConfig, build_openvino
 
+    _check_search(config)
+    if config.finetune is not None and config.finetune.steps > 0:
+        raise CenterNetError(
+            "--qat-steps makes a QDQ .onnx build (which OpenVINO runs as well): use -o *.onnx"
+        )
     keep: dict[str, str] = {}
     found = None
+    control = None
     if config.precision.startswith("int8"):
         model, _ = load_centernet_onnx(input_path)
         if config.head_outputs_float:
             keep.update(dict.fromkeys(head_output_convs(model), "head output (logits)"))
         keep.update(dict.fromkeys(config.keep_float_layers, "asked for (--keep-float)"))
-        if config.precision == "int8-mixed":
+        if config.precision == "int8-mixed" and config.mixed_search in ("auto", "nncf"):
+            control = search or search_config(config)
+        elif config.precision == "int8-mixed":
             with tempfile.TemporaryDirectory() as tmp:
                 trial = replace(config, target="onnx")
                 found = build(input_path, Path(tmp) / "search.onnx", trial, progress, search)
             chosen = found.search.chosen if found.search else []
-            keep.update({c.node: f"search: +{c.gain * 100:.2f} AP points alone" for c in chosen})
+            keep.update({c.node: search_reason(c) for c in chosen})
     calib = config.calibration
     result = build_openvino(
         input_path,
@@ -556,10 +601,12 @@ def _build_for_openvino(
             batch=config.batch,
             dynamic_batch=config.dynamic_batch,
             nncf=NncfSettings(bias_correction=config.bias_correction),
+            accuracy_control=control,
         ),
         progress,
     )
-    result.search = found.search if found is not None else None
+    if found is not None:
+        result.search = found.search
     return result
 
 
@@ -595,6 +642,7 @@ def _build_int8(
     assert calib is not None
     prepared_path = workdir / "prepared.onnx"
     prepared = prepare_for_quantization(float_path, prepared_path)
+    reference = prepared  # what the search compares the boxes with: the float model
     heads = head_output_convs(prepared) if config.head_outputs_float else []
     result.kept += float_by_design(prepared)
     result.kept += [KeptLayer(h, "head output (logits): no Q/DQ on hm/wh/reg") for h in heads]
@@ -602,6 +650,16 @@ def _build_int8(
     unknown = [name for name in config.keep_float_layers if name not in known]
     if unknown:
         raise CenterNetError(f"--keep-float names no convolution of this model: {unknown[0]}")
+    if config.finetune is not None and config.finetune.steps > 0:
+        from centernet.finetune import finetune
+
+        tuned_path = workdir / "finetuned.onnx"
+        floats = [k.node for k in result.kept] + list(config.keep_float_layers)
+        result.finetune = finetune(
+            onnx.load(str(float_path)), spec, paths, floats, tuned_path, config.finetune, progress
+        )
+        prepared_path = workdir / "prepared_finetuned.onnx"
+        prepared = prepare_for_quantization(tuned_path, prepared_path)
     exclude = [k.node for k in result.kept]
     stage = f"{config.precision}: calibration ({calib.method})"
     reader = ImageCalibrationReader(paths, spec, batch, INPUT_NAME, progress, stage)
@@ -623,20 +681,24 @@ def _build_int8(
     result.kept += [KeptLayer(name, "asked for (--keep-float)") for name in asked]
     if asked:
         built = keep_float(built, prepared, asked)
-    if config.precision == "int8-mixed" and config.mixed_search == "task":
-        probe = DetectionProbe(paths, spec, search)
+    if config.precision == "int8-mixed" and config.mixed_search in ("auto", "task"):
+        probe, check = search_probes(paths, spec, search)
         candidates = sorted(int8_conv_names(built), key=_graph_order(built))
-        found = search_float_layers(probe, prepared, built, candidates, keep_float, progress)
+        found = search_float_layers(
+            probe, prepared, built, candidates, keep_float, progress, check, reference
+        )
         result.search = found
-        result.kept += [
-            KeptLayer(
-                layer.node,
-                f"alone in float it raises the score by {layer.gain * 100:.2f} AP points",
-            )
-            for layer in found.chosen
-        ]
+        result.kept += [KeptLayer(layer.node, search_reason(layer)) for layer in found.chosen]
         built = keep_float(built, prepared, [layer.node for layer in found.chosen])
     return built
+
+
+def search_reason(layer: LayerGain) -> str:
+    """Why the search keeps ``layer`` float, in words (the build summary, the ModelSpec)."""
+    return (
+        f"search: alone in float it raises the score by {layer.gain * 100:+.2f} AP points "
+        f"and removes {layer.error_cut:.0%} of int8's output error"
+    )
 
 
 def _graph_order(model: onnx.ModelProto):
