@@ -16,7 +16,8 @@ from pathlib import Path
 
 import cv2
 
-from centernet.build.quantize import PRECISIONS, BuildConfig, CalibrationConfig, build
+from centernet.build.quantize import PRECISIONS, BuildConfig, CalibrationConfig
+from centernet.build.recipe import build
 from centernet.datasets.synthetic import write_dataset
 from centernet.errors import CenterNetError
 from centernet.measure.report import Report, ReportConfig, make_report

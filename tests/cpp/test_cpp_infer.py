@@ -208,7 +208,8 @@ def test_json_identical_to_python_on_openvino(
 
 @pytest.fixture(scope="module")
 def builds(tiny_onnx_dynamic, photo_paths, tmp_path_factory) -> dict[str, Path]:
-    from centernet.build.quantize import BuildConfig, CalibrationConfig, build
+    from centernet.build.quantize import BuildConfig, CalibrationConfig
+    from centernet.build.recipe import build
 
     folder = tmp_path_factory.mktemp("calib")
     for photo in photo_paths[:2]:

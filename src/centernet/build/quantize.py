@@ -28,11 +28,24 @@ import numpy as np
 import onnx
 
 from centernet.build.calibration import ImageCalibrationReader, calibration_paths
+from centernet.build.finetune import FinetuneConfig, FinetuneResult
+from centernet.build.float_layers import (
+    KeptLayer,
+    conv_nodes,
+    decode_nodes,
+    float_by_design,
+    head_nodes,
+    head_output_convs,
+    int8_conv_names,
+    keep_float,
+)
 from centernet.build.sensitivity import (
-    DetectionProbe,
+    LayerGain,
     SearchConfig,
     SearchResult,
+    describe_search,
     search_float_layers,
+    search_probes,
 )
 from centernet.errors import CenterNetError
 from centernet.modelfile.spec import INPUT_NAME, load_centernet_onnx, write_spec
@@ -44,8 +57,9 @@ PRECISIONS = ("fp32", "fp16", "int8", "int8-mixed")
 #: (ORT's CalibMovingAverage); percentile: the given percentile of |x|; entropy: the
 #: KL-divergence-minimising threshold over a histogram of ``bins`` bins.
 CALIBRATION_METHODS = ("minmax", "minmax-ma", "percentile", "entropy")
-MIXED_SEARCHES = ("task", "sqnr")
-HEADS = ("hm", "wh", "reg")
+#: int8-mixed: auto (task for a QDQ .onnx, nncf for an OpenVINO IR), task (our search by the
+#: boxes, on the QDQ graph), sqnr (the older rule), nncf (NNCF's accuracy control, IR only)
+MIXED_SEARCHES = ("auto", "task", "sqnr", "nncf")
 
 
 @dataclass(frozen=True)
@@ -73,26 +87,26 @@ class BuildConfig:
     calibration: CalibrationConfig | None = None
     batch: int | None = None  # a static batch; None keeps the input model's
     dynamic_batch: bool = False
-    mixed_search: str = "task"  # int8-mixed: "task" (by the boxes) or "sqnr" (older rule)
+    mixed_search: str = "auto"  # int8-mixed: one of MIXED_SEARCHES
     max_drop: float = 0.002  # task search: allowed AP drop against the float model
     mixed_max_layers: int = 6  # int8-mixed: most extra convolutions kept in float
     mixed_min_drop_db: float = 1.0  # sqnr search: keep a conv whose SQNR drop exceeds this
-    mixed_probe_images: int = 32  # images the layer search scores on (sqnr: first 8)
-    # task search: a gain below what this input noise costs the float model is no reason
-    # to keep a layer float
-    mixed_noise_grey_levels: float = 1.0
+    mixed_probe_images: int = 32  # images the layer search picks on (sqnr: first 8)
+    mixed_check_images: int = 64  # further calibration images the search's build is judged on
+    search_engine: str = "onnxruntime"  # what the task search runs its trials on
+    # task search: a drop within this many of its bootstrap standard deviations on the check
+    # images cannot be told from none, and is no reason to keep layers float
+    mixed_noise_sigmas: float = 2.0
     keep_float_layers: tuple[str, ...] = ()  # convolutions the user keeps float (by name)
     # False quantizes the heads' last convolutions too (the logits in 8 bits): for
     # comparison with builds made before this rule, not for use
     head_outputs_float: bool = True
     target: str = "onnx"  # "openvino": an OpenVINO IR (.xml) quantized by NNCF
+    # int8 / int8-mixed: label-free quantization-aware fine-tuning first (finetune.py)
+    finetune: FinetuneConfig | None = None
     bias_correction: str = "fast"  # openvino target: NNCF's fast / full / none
 
 
-@dataclass
-class KeptLayer:
-    node: str
-    reason: str
 
 
 @dataclass
@@ -106,6 +120,7 @@ class BuildResult:
     kept: list[KeptLayer] = field(default_factory=list)
     skipped_images: list[str] = field(default_factory=list)
     search: SearchResult | None = None  # int8-mixed task search: what it measured
+    finetune: FinetuneResult | None = None  # --qat-steps: what the fine-tuning did
 
 
 # ---------------------------------------------------------------- graph helpers
@@ -128,154 +143,22 @@ def set_batch(model: onnx.ModelProto, batch: int | str) -> None:
     del model.graph.value_info[:]
 
 
-def head_nodes(model: onnx.ModelProto) -> list[str]:
-    """Names of the head convolutions (``/network/hm/...``; ``/network/hm.1/...`` for the
-    per-stack heads of Hourglass) in our exports."""
-    prefixes = tuple(f"/network/{h}{sep}" for h in HEADS for sep in ("/", "."))
-    return [n.name for n in model.graph.node if n.op_type == "Conv" and n.name.startswith(prefixes)]
 
 
-def decode_nodes(model: onnx.ModelProto) -> list[str]:
-    """The heatmap Sigmoid and every node downstream of it: the decode, kept in float."""
-    tainted = set()
-    names = []
-    for node in model.graph.node:  # ONNX graphs are topologically sorted
-        if node.op_type == "Sigmoid" or any(i in tainted for i in node.input):
-            tainted.update(node.output)
-            names.append(node.name)
-    return names
 
 
-def float_by_design(model: onnx.ModelProto) -> list[KeptLayer]:
-    """Convolutions every int8 build keeps in float, because int8 is slower there.
-
-    The stem (3 input channels: too short a dot product for int8 kernels; measured 40 ms
-    int8 against ~10 ms float for DLA-34 at 512x512 on 2 AVX2 cores) and the depthwise
-    ConvTranspose up-sampling (ONNX Runtime's CPU provider has no int8 kernel for it, so
-    quantizing only adds QuantizeLinear/DequantizeLinear around a float op).
-    """
-    weights = {init.name: init for init in model.graph.initializer}
-    kept = []
-    for node in conv_nodes(model):
-        if node.op_type == "ConvTranspose":
-            kept.append(
-                KeptLayer(node.name, "ConvTranspose: no int8 CPU kernel, QDQ only adds work")
-            )
-        elif node.input[1] in weights and weights[node.input[1]].dims[1] <= 4:
-            kept.append(KeptLayer(node.name, "stem with <= 4 input channels: float is faster"))
-    return kept
 
 
-def conv_nodes(model: onnx.ModelProto) -> list[onnx.NodeProto]:
-    return [n for n in model.graph.node if n.op_type in ("Conv", "ConvTranspose")]
 
 
-def int8_conv_names(model: onnx.ModelProto) -> set[str]:
-    """Convolutions of a QDQ graph whose weights arrive through DequantizeLinear."""
-    dequantized = {o for n in model.graph.node if n.op_type == "DequantizeLinear" for o in n.output}
-    return {n.name for n in conv_nodes(model) if n.input[1] in dequantized}
 
 
-def head_output_convs(model: onnx.ModelProto) -> list[str]:
-    """The last convolution of each head (per stack for Hourglass): the one whose output is
-    the hm/wh/reg logits."""
-    last: dict[str, str] = {}
-    for name in head_nodes(model):  # in graph order: the last one seen per head wins
-        last[name.split("/")[2]] = name  # "/network/hm/hm.2/Conv" -> "hm"
-    return list(last.values())
 
 
-def keep_float(
-    qdq: onnx.ModelProto, float_model: onnx.ModelProto, names: list[str] | tuple[str, ...]
-) -> onnx.ModelProto:
-    """A copy of a QDQ model in which the convolutions ``names`` compute in float.
-
-    Their weights and biases come back from the float model and their activation input is
-    taken from before its QuantizeLinear; the calibrated ranges of every other tensor stay
-    as they are, so no re-calibration is needed. Q/DQ nodes left unused are removed.
-    """
-    model = onnx.ModelProto()
-    model.CopyFrom(qdq)
-    wanted = set(names)
-    producers = {out: node for node in model.graph.node for out in node.output}
-    originals = {node.name: node for node in float_model.graph.node}
-    float_producers = {out: node for node in float_model.graph.node for out in node.output}
-    float_weights = {init.name: init for init in float_model.graph.initializer}
-    present = {init.name for init in model.graph.initializer}
-    produced = set(producers)
-    nodes: list[onnx.NodeProto] = []
-    for node in model.graph.node:
-        if node.name in wanted:
-            original = originals[node.name]
-            nodes += _float_activation(node, original, producers, float_producers, produced)
-            for slot in range(1, min(len(node.input), len(original.input))):
-                # the quantizer may have given a DequantizeLinear output the weight's own name
-                name = original.input[slot]
-                restored = f"{name}_float" if name in produced else name
-                node.input[slot] = restored
-                if restored not in present:
-                    weight = onnx.TensorProto()
-                    weight.CopyFrom(float_weights[name])
-                    weight.name = restored
-                    model.graph.initializer.append(weight)
-                    present.add(restored)
-        nodes.append(node)
-    del model.graph.node[:]
-    model.graph.node.extend(nodes)
-    _drop_unused(model)
-    return model
 
 
-def _float_activation(
-    node: onnx.NodeProto,
-    original: onnx.NodeProto,
-    producers: dict[str, onnx.NodeProto],
-    float_producers: dict[str, onnx.NodeProto],
-    produced: set[str],
-) -> list[onnx.NodeProto]:
-    """Point ``node``'s activation input at the float tensor the float model feeds it.
-
-    The quantizer folds a Relu into the QuantizeLinear after it (zero point 0 clamps the
-    negatives) and gives the convolution before it the Relu's output name, so that name
-    can hold the values before the Relu: the Relu is then re-created for this input.
-    Returns the nodes to insert before ``node``.
-    """
-    wanted = original.input[0]
-    float_producer = float_producers.get(wanted)
-    producer = producers.get(wanted)
-    if wanted not in produced and wanted not in float_producers:
-        node.input[0] = wanted  # a graph input
-        return []
-    if producer is None:
-        return []  # no float tensor to read: the input stays quantized
-    if (
-        float_producer is not None
-        and float_producer.op_type == "Relu"
-        and producer.op_type != "Relu"
-    ):
-        restored = f"{wanted}_relu_float"
-        node.input[0] = restored
-        if restored in produced:
-            return []
-        produced.add(restored)
-        return [onnx.helper.make_node("Relu", [wanted], [restored], name=f"{restored}_node")]
-    node.input[0] = wanted
-    return []
 
 
-def _drop_unused(model: onnx.ModelProto) -> None:
-    """Remove nodes whose outputs nobody reads, then initializers nobody reads."""
-    graph_outputs = {o.name for o in model.graph.output}
-    while True:
-        used = {i for node in model.graph.node for i in node.input} | graph_outputs
-        dead = [n for n in model.graph.node if not any(o in used for o in n.output)]
-        if not dead:
-            break
-        for node in dead:
-            model.graph.node.remove(node)
-    used = {i for node in model.graph.node for i in node.input}
-    for init in [i for i in model.graph.initializer if i.name not in used]:
-        model.graph.initializer.remove(init)
 
 
 # ---------------------------------------------------------------- fp16
@@ -430,7 +313,7 @@ def rank_sensitive_convs(
 # ---------------------------------------------------------------- build
 
 
-def build(
+def build_qdq(
     input_path: str | Path,
     output_path: str | Path,
     config: BuildConfig,
@@ -445,16 +328,15 @@ def build(
     """
     started = time.perf_counter()
     input_path, output_path = Path(input_path), Path(output_path)
-    if config.target == "openvino" or output_path.suffix == ".xml":
-        return _build_for_openvino(input_path, output_path, config, progress, search)
     if config.precision not in PRECISIONS:
         raise CenterNetError(
             f"unknown precision {config.precision!r}; choose from {', '.join(PRECISIONS)}"
         )
-    if config.mixed_search not in MIXED_SEARCHES:
+    _check_search(config)
+    if config.mixed_search == "nncf" and config.precision == "int8-mixed":
         raise CenterNetError(
-            f"unknown int8-mixed search {config.mixed_search!r}; "
-            f"choose from {', '.join(MIXED_SEARCHES)}"
+            'NNCF\'s accuracy control makes OpenVINO IRs: use `target="openvino"` (an .xml '
+            'output), or `mixed_search="task"` for a QDQ .onnx'
         )
     if output_path.resolve() == input_path.resolve():
         raise CenterNetError(
@@ -489,31 +371,20 @@ def build(
                 progress("fp16: converting weights and activations", 1, 1)
         else:
             assert calib is not None
-            search = search or SearchConfig(
-                max_drop=config.max_drop,
-                max_layers=config.mixed_max_layers,
-                probe_images=config.mixed_probe_images,
-                annotations=calib.annotations,
-                noise_grey_levels=config.mixed_noise_grey_levels,
-            )
+            search = search or search_config(config)
             built = _build_int8(
                 float_path, Path(tmp), spec, paths, reader_batch, config, search, result, progress
             )
             spec.extra["calibration"] = {**calib.describe(), "count": len(paths)}
             spec.extra["kept_float"] = [asdict(k) for k in result.kept]
+            if result.finetune is not None and config.finetune is not None:
+                spec.extra["finetune"] = {
+                    **asdict(config.finetune),
+                    **{k: round(v, 5) if isinstance(v, float) else v
+                       for k, v in asdict(result.finetune).items()},
+                }  # fmt: skip
             if result.search is not None:
-                found = result.search
-                spec.extra["float_layer_search"] = {
-                    "metric": found.metric,
-                    "float": round(found.reference, 4),
-                    "all_int8": round(found.int8, 4),
-                    "chosen": round(found.final, 4),
-                    "max_drop": search.max_drop,
-                    "noise_floor": round(found.noise_floor, 4),
-                    "best_single_gain": round(found.ranked[0].gain, 4) if found.ranked else None,
-                    "noise_grey_levels": search.noise_grey_levels,
-                    "probe_images": search.probe_images,
-                }
+                spec.extra["float_layer_search"] = describe_search(result.search, search)
             result.nodes_quantized = len(int8_conv_names(built))
         spec.precision = config.precision
         write_spec(built, spec)
@@ -523,56 +394,36 @@ def build(
     return result
 
 
-def _build_for_openvino(
-    input_path: Path,
-    output_path: Path,
-    config: BuildConfig,
-    progress: Progress | None,
-    search: SearchConfig | None,
-):
-    """The same recipe as an OpenVINO IR quantized by NNCF: the head outputs float, the
-    layers asked for, and for int8-mixed the layers the search picks on the QDQ graph."""
-    from dataclasses import replace
-
-    from centernet.build.quantize_openvino import NncfSettings, OpenVinoBuildConfig, build_openvino
-
-    keep: dict[str, str] = {}
-    found = None
-    if config.precision.startswith("int8"):
-        model, _ = load_centernet_onnx(input_path)
-        if config.head_outputs_float:
-            keep.update(dict.fromkeys(head_output_convs(model), "head output (logits)"))
-        keep.update(dict.fromkeys(config.keep_float_layers, "asked for (--keep-float)"))
-        if config.precision == "int8-mixed":
-            with tempfile.TemporaryDirectory() as tmp:
-                trial = replace(config, target="onnx")
-                found = build(input_path, Path(tmp) / "search.onnx", trial, progress, search)
-            chosen = found.search.chosen if found.search else []
-            keep.update({c.node: f"search: +{c.gain * 100:.2f} AP points alone" for c in chosen})
-    calib = config.calibration
-    result = build_openvino(
-        input_path,
-        output_path,
-        OpenVinoBuildConfig(
-            precision=config.precision,
-            calib_images=calib.images if calib else None,
-            calib_count=calib.count if calib else 100,
-            keep_float=keep,
-            batch=config.batch,
-            dynamic_batch=config.dynamic_batch,
-            nncf=NncfSettings(bias_correction=config.bias_correction),
-        ),
-        progress,
+def search_config(config: BuildConfig) -> SearchConfig:
+    """The int8-mixed search settings a build config asks for."""
+    return SearchConfig(
+        max_drop=config.max_drop,
+        max_layers=config.mixed_max_layers,
+        probe_images=config.mixed_probe_images,
+        check_images=config.mixed_check_images,
+        annotations=config.calibration.annotations if config.calibration else None,
+        engine=config.search_engine,
+        noise_sigmas=config.mixed_noise_sigmas,
     )
-    result.search = found.search if found is not None else None
-    return result
+
+
+
+
+def _check_search(config: BuildConfig) -> None:
+    if config.mixed_search not in MIXED_SEARCHES:
+        raise CenterNetError(
+            f"unknown int8-mixed search {config.mixed_search!r}; "
+            f"choose from {', '.join(MIXED_SEARCHES)}"
+        )
+
+
 
 
 def _check_calibration(
     config: BuildConfig, calib: CalibrationConfig | None, batch: int
 ) -> list[Path]:
     if calib is None:
-        raise CenterNetError(f"{config.precision} needs calibration images (--calib-images DIR)")
+        raise CenterNetError(f"{config.precision} needs calibration images (`calib_images`)")
     if calib.method not in CALIBRATION_METHODS:
         raise CenterNetError(
             f"unknown calibration method {calib.method!r}; "
@@ -600,13 +451,26 @@ def _build_int8(
     assert calib is not None
     prepared_path = workdir / "prepared.onnx"
     prepared = prepare_for_quantization(float_path, prepared_path)
+    reference = prepared  # what the search compares the boxes with: the float model
     heads = head_output_convs(prepared) if config.head_outputs_float else []
     result.kept += float_by_design(prepared)
     result.kept += [KeptLayer(h, "head output (logits): no Q/DQ on hm/wh/reg") for h in heads]
     known = {node.name for node in conv_nodes(prepared)}
     unknown = [name for name in config.keep_float_layers if name not in known]
     if unknown:
-        raise CenterNetError(f"--keep-float names no convolution of this model: {unknown[0]}")
+        raise CenterNetError(
+            f"`keep_float_layers` names no convolution of this model: {unknown[0]}"
+        )
+    if config.finetune is not None and config.finetune.steps > 0:
+        from centernet.build.finetune import finetune
+
+        tuned_path = workdir / "finetuned.onnx"
+        floats = [k.node for k in result.kept] + list(config.keep_float_layers)
+        result.finetune = finetune(
+            onnx.load(str(float_path)), spec, paths, floats, tuned_path, config.finetune, progress
+        )
+        prepared_path = workdir / "prepared_finetuned.onnx"
+        prepared = prepare_for_quantization(tuned_path, prepared_path)
     exclude = [k.node for k in result.kept]
     stage = f"{config.precision}: calibration ({calib.method})"
     reader = ImageCalibrationReader(paths, spec, batch, INPUT_NAME, progress, stage)
@@ -628,20 +492,24 @@ def _build_int8(
     result.kept += [KeptLayer(name, "asked for (--keep-float)") for name in asked]
     if asked:
         built = keep_float(built, prepared, asked)
-    if config.precision == "int8-mixed" and config.mixed_search == "task":
-        probe = DetectionProbe(paths, spec, search)
+    if config.precision == "int8-mixed" and config.mixed_search in ("auto", "task"):
+        probe, check = search_probes(paths, spec, search)
         candidates = sorted(int8_conv_names(built), key=_graph_order(built))
-        found = search_float_layers(probe, prepared, built, candidates, keep_float, progress)
+        found = search_float_layers(
+            probe, prepared, built, candidates, keep_float, progress, check, reference
+        )
         result.search = found
-        result.kept += [
-            KeptLayer(
-                layer.node,
-                f"alone in float it raises the score by {layer.gain * 100:.2f} AP points",
-            )
-            for layer in found.chosen
-        ]
+        result.kept += [KeptLayer(layer.node, search_reason(layer)) for layer in found.chosen]
         built = keep_float(built, prepared, [layer.node for layer in found.chosen])
     return built
+
+
+def search_reason(layer: LayerGain) -> str:
+    """Why the search keeps ``layer`` float, in words (the build summary, the ModelSpec)."""
+    return (
+        f"search: alone in float it raises the score by {layer.gain * 100:+.2f} AP points "
+        f"and removes {layer.error_cut:.0%} of int8's output error"
+    )
 
 
 def _graph_order(model: onnx.ModelProto):
@@ -693,5 +561,5 @@ __all__ = [
     "CalibrationConfig",
     "MIXED_SEARCHES",
     "PRECISIONS",
-    "build",
+    "build_qdq",
 ]

@@ -18,11 +18,8 @@ openvino and nncf are imported only inside the build, so ``import centernet.buil
 
 from __future__ import annotations
 
-import contextlib
-import io
-import logging
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,6 +28,14 @@ import numpy as np
 import onnx
 
 from centernet.build.calibration import ImageCalibrationReader, calibration_paths
+from centernet.build.float_layers import KeptLayer, float_by_design
+from centernet.build.nncf_graph import (
+    CONVOLUTIONS,
+    decode_ops,
+    int8_convolutions,
+    openvino_names,
+    quiet_nncf,
+)
 from centernet.errors import CenterNetError, MissingDependencyError
 from centernet.modelfile.openvino_ir import IR_SUFFIX, write_ir_spec
 from centernet.modelfile.spec import INPUT_NAME, load_centernet_onnx
@@ -38,7 +43,7 @@ from centernet.progress import Progress
 from centernet.types import ModelSpec
 
 if TYPE_CHECKING:  # quantize.py calls this module: import it lazily, never in a cycle
-    from centernet.build.quantize import KeptLayer
+    from centernet.build.sensitivity import SearchConfig
 
 PRECISIONS = ("fp32", "fp16", "int8", "int8-mixed")
 PRESETS = ("performance", "mixed")  # NNCF: symmetric / asymmetric activations
@@ -53,12 +58,7 @@ RANGE_ESTIMATORS = (
     "mean_quantile",
     "histogram",
 )
-CONVOLUTIONS = (
-    "Convolution",
-    "GroupConvolution",
-    "ConvolutionBackpropData",
-    "GroupConvolutionBackpropData",
-)
+ACCURACY_CONTROL_REASON = "NNCF accuracy control reverted it to float (the boxes' budget)"
 DECODE_REASON = "decode (the heatmap Sigmoid and what follows it): float keeps hm == hm_max exact"
 
 
@@ -84,6 +84,9 @@ class OpenVinoBuildConfig:
     batch: int | None = None  # a static batch; None keeps the export's
     dynamic_batch: bool = False
     nncf: NncfSettings = NncfSettings()
+    # int8-mixed: NNCF's accuracy control with the layer search's score and budget
+    # (``accuracy_control.py``); None: only the layers keep_float names stay float
+    accuracy_control: SearchConfig | None = None
 
 
 @dataclass
@@ -121,6 +124,7 @@ def build_openvino(
     if config.dynamic_batch or config.batch:
         spec.batch = "dynamic" if config.dynamic_batch else int(config.batch)  # type: ignore[arg-type]
     int8 = config.precision.startswith("int8")
+    search = None
     batch = 1 if spec.dynamic_batch else int(spec.batch)
     paths = calibration_paths(config.calib_images, config.calib_count, batch) if int8 else []
     ov, nncf = _import_backends(int8)
@@ -133,6 +137,7 @@ def build_openvino(
         _set_batch(model, spec.batch)
     if progress:
         progress(f"{stage}: converting the ONNX model", 1, 1)
+
     kept: list[KeptLayer] = []
     names: dict[str, str] = {}
     skipped: list[str] = []
@@ -144,14 +149,20 @@ def build_openvino(
             paths, spec, batch, INPUT_NAME, progress, f"{config.precision} (NNCF): calibration"
         )
         batches = CalibrationBatches(reader)
-        with _quiet_nncf():
-            model = nncf.quantize(
-                model,
-                nncf.Dataset(batches),
-                subset_size=len(batches),
-                ignored_scope=nncf.IgnoredScope(names=sorted(set(ignored)), validate=True),
-                **nncf_arguments(config.nncf),
+        if config.precision == "int8-mixed" and config.accuracy_control is not None:
+            model, search = _with_accuracy_control(
+                model, batches, paths, spec, onnx_model, ignored, config, progress
             )
+            kept += [KeptLayer(layer.node, ACCURACY_CONTROL_REASON) for layer in search.chosen]
+        else:
+            with quiet_nncf():
+                model = nncf.quantize(
+                    model,
+                    nncf.Dataset(batches),
+                    subset_size=len(batches),
+                    ignored_scope=nncf.IgnoredScope(names=sorted(set(ignored)), validate=True),
+                    **nncf_arguments(config.nncf),
+                )
         skipped = sorted(set(reader.skipped))
         spec.extra["calibration"] = {
             "images": Path(str(config.calib_images)).name,
@@ -177,7 +188,32 @@ def build_openvino(
         kept=kept,
         openvino_names=names,
         skipped_images=skipped,
+        search=search,
     )
+
+
+def _with_accuracy_control(
+    model: Any,
+    batches: CalibrationBatches,
+    paths: list[Path],
+    spec: ModelSpec,
+    onnx_model: onnx.ModelProto,
+    ignored: list[str],
+    config: OpenVinoBuildConfig,
+    progress: Progress | None,
+) -> tuple[Any, Any]:
+    """NNCF's accuracy-controlled quantization; records what it measured in ``spec``."""
+    from centernet.build.accuracy_control import quantize_with_accuracy_control
+    from centernet.build.sensitivity import describe_search
+
+    search = config.accuracy_control
+    assert search is not None
+    model, found = quantize_with_accuracy_control(
+        model, batches, len(batches), paths, spec, onnx_model, ignored,
+        nncf_arguments(config.nncf), search, progress,
+    )  # fmt: skip
+    spec.extra["float_layer_search"] = describe_search(found, search, method="nncf")
+    return model, found
 
 
 # ---------------------------------------------------------------- checks and settings
@@ -200,9 +236,15 @@ def _check_config(config: OpenVinoBuildConfig, output_xml: Path) -> None:
             f"an OpenVINO build is written as a .xml file (and its .bin), not {output_xml.name}"
         )
     if config.precision.startswith("int8") and not config.calib_images:
-        raise CenterNetError(f"{config.precision} needs calibration images (--calib-images DIR)")
-    if config.precision == "int8-mixed" and not config.keep_float:
-        raise CenterNetError("int8-mixed needs the layers to keep in float (keep_float)")
+        raise CenterNetError(f"{config.precision} needs calibration images (`calib_images`)")
+    if (
+        config.precision == "int8-mixed"
+        and not config.keep_float
+        and config.accuracy_control is None
+    ):
+        raise CenterNetError(
+            "int8-mixed needs the layers to keep in float (keep_float) or accuracy control"
+        )
 
 
 def _import_backends(int8: bool) -> tuple[Any, Any]:
@@ -242,18 +284,6 @@ def nncf_arguments(settings: NncfSettings) -> dict[str, Any]:
     }
 
 
-@contextlib.contextmanager
-def _quiet_nncf() -> Iterator[None]:
-    """NNCF logs to stdout and draws rich progress bars there; library code never prints,
-    so both are swallowed (progress is reported through the calibration reader)."""
-    logger = logging.getLogger("nncf")
-    disabled = logger.disabled
-    logger.disabled = True
-    try:
-        with contextlib.redirect_stdout(io.StringIO()):
-            yield
-    finally:
-        logger.disabled = disabled
 
 
 # ---------------------------------------------------------------- graph
@@ -261,8 +291,6 @@ def _quiet_nncf() -> Iterator[None]:
 
 def _layers_to_keep(onnx_model: onnx.ModelProto, config: OpenVinoBuildConfig) -> list[KeptLayer]:
     """The caller's float layers, then the by-design ones (each node once)."""
-    from centernet.build.quantize import KeptLayer, float_by_design
-
     kept = [KeptLayer(node, reason) for node, reason in config.keep_float.items()]
     if config.keep_float_by_design:
         named = set(config.keep_float)
@@ -280,91 +308,14 @@ def _set_batch(model: Any, batch: int | str) -> None:
     model.reshape({port.get_any_name(): shape})
 
 
-def openvino_names(onnx_model: onnx.ModelProto, model: Any, nodes: Iterable[str]) -> dict[str, str]:
-    """ONNX node name -> friendly name of the op doing its work in the converted model.
-
-    Conversion keeps ONNX *tensor* names but not node names: a Conv with a bias becomes a
-    Convolution ``<name>/WithoutBiases`` feeding a bias Add, which is named ``<name>`` or
-    after the graph output it writes (``hm``, ``wh``), and a zero bias is folded away.
-    So each node is found through the tensor it writes; a bias Add leads back to its
-    convolution. A node that cannot be found is an error: silently quantizing a layer
-    asked to stay float would be worse.
-    """
-    producer = {  # a Result repeats its input's names: not a producer
-        name: op
-        for op in model.get_ordered_ops()
-        if op.get_type_name() != "Result"
-        for out in op.outputs()
-        for name in out.get_names()
-    }
-    onnx_nodes = {n.name: n for n in onnx_model.graph.node}
-    found, missing = {}, []
-    for name in nodes:
-        node = onnx_nodes.get(name)
-        op = producer.get(node.output[0]) if node is not None and node.output else None
-        if op is not None and node.op_type in ("Conv", "ConvTranspose"):
-            op = _convolution_of(op)
-        if op is None:
-            missing.append(name)
-        else:
-            found[name] = op.get_friendly_name()
-    if missing:
-        raise CenterNetError(
-            f"{len(missing)} layer(s) to keep float are not in the OpenVINO model: "
-            f"{', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}"
-        )
-    return found
 
 
-def _convolution_of(op: Any) -> Any | None:
-    """The convolution behind ``op``: itself, or the input of its bias Add."""
-    if op.get_type_name() in CONVOLUTIONS:
-        return op
-    if op.get_type_name() == "Add":
-        for port in op.inputs():
-            source = port.get_source_output().get_node()
-            if source.get_type_name() in CONVOLUTIONS:
-                return source
-    return None
 
 
-def decode_ops(model: Any) -> list[str]:
-    """Friendly names of every Sigmoid and every op downstream of one (Results aside)."""
-    pending = [op for op in model.get_ordered_ops() if op.get_type_name() == "Sigmoid"]
-    seen: dict[str, None] = {}
-    while pending:
-        op = pending.pop()
-        name = op.get_friendly_name()
-        if name in seen or op.get_type_name() == "Result":
-            continue
-        seen[name] = None
-        pending += [i.get_node() for out in op.outputs() for i in out.get_target_inputs()]
-    return list(seen)
 
 
-def int8_convolutions(model: Any) -> set[str]:
-    """Convolutions with int8 weights: a FakeQuantize on the weights (as NNCF leaves the
-    model) or an 8-bit constant behind their decompression (as a saved IR holds them).
-    Weights say it better than the activation input, which may reach a convolution through
-    a Concat or MaxPool after its FakeQuantize."""
-    return {
-        op.get_friendly_name()
-        for op in model.get_ordered_ops()
-        if op.get_type_name() in CONVOLUTIONS and _quantized_weights(op.input(1))
-    }
 
 
-def _quantized_weights(port: Any) -> bool:
-    """Whether the weights arriving at ``port`` went through 8-bit quantization."""
-    op = port.get_source_output().get_node()
-    kind = op.get_type_name()
-    if kind == "FakeQuantize":
-        return True
-    if kind == "Constant":
-        return op.get_element_type().get_type_name() in ("i8", "u8", "i4", "u4")
-    if kind in ("Convert", "Multiply", "Subtract", "Reshape"):  # weight decompression
-        return _quantized_weights(op.input(0))
-    return False
 
 
 # ---------------------------------------------------------------- calibration data

@@ -148,16 +148,19 @@ def add_build(add_command: AddCommand) -> None:
     p.add_argument(
         "--mixed-noise",
         type=float,
-        default=1.0,
-        help="int8-mixed: a layer stays float only if it gains more than this much Gaussian "
-        "input noise (grey levels of 0-255) costs the float model; 0 keeps every gain",
+        default=2.0,
+        help="int8-mixed: the search also stops when the drop left on the check images is "
+        "within this many of its standard deviations over bootstrap resamples of those "
+        "images (it cannot be told from no drop there); 0: only --max-drop stops it",
     )
     p.add_argument(
         "--mixed-search",
-        default="task",
-        choices=("task", "sqnr"),
-        help="int8-mixed: pick float layers by their effect on the boxes (task) or by "
-        "per-layer SQNR with all heads float (sqnr, the older rule)",
+        default="auto",
+        choices=("auto", "task", "sqnr", "nncf"),
+        help="int8-mixed: how float layers are picked. task: our search by their effect on "
+        "the boxes, on the QDQ graph; nncf: NNCF's quantize_with_accuracy_control with the "
+        "same score (OpenVINO target only); sqnr: per-layer SQNR with all heads float (the "
+        "older rule); auto (default): task for .onnx, nncf for an OpenVINO IR",
     )
     p.add_argument(
         "--target",
@@ -182,8 +185,38 @@ def add_build(add_command: AddCommand) -> None:
         "--probe-images",
         type=positive_int,
         default=32,
-        help="int8-mixed: calibration images the layer search scores on",
+        help="int8-mixed: calibration images the layer search picks layers on",
     )
+    p.add_argument(
+        "--check-images",
+        type=int,
+        default=64,
+        help="int8-mixed: the next calibration images, which the search judges the build on "
+        "(never picks on); 0 judges on the probe images",
+    )
+    p.add_argument(
+        "--search-engine",
+        default="onnxruntime",
+        choices=("onnxruntime", "openvino"),
+        help="int8-mixed (onnx target): the engine the layer search runs its trials on, i.e. "
+        "the one the build is meant for (int8 arithmetic differs between them)",
+    )
+    p.add_argument(
+        "--qat-steps",
+        type=int,
+        default=0,
+        help="int8/int8-mixed: first fine-tune the weights for this many steps so that the "
+        "int8 model reproduces the float model's own outputs on the calibration images "
+        "(label-free quantization-aware training with NNCF; needs torch). 0: off",
+    )
+    p.add_argument(
+        "--qat-crop",
+        type=int,
+        default=256,
+        help="fine-tuning: side of the random crops trained on (0: whole images)",
+    )
+    p.add_argument("--qat-batch", type=positive_int, default=4, help="fine-tuning: crops per step")
+    p.add_argument("--qat-lr", type=float, default=1e-5, help="fine-tuning: Adam learning rate")
     group = p.add_mutually_exclusive_group()
     group.add_argument("--batch", type=positive_int, default=None, help="static batch size")
     group.add_argument("--dynamic-batch", action="store_true", help="free batch dimension")
@@ -191,7 +224,9 @@ def add_build(add_command: AddCommand) -> None:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
-    from centernet.build.quantize import BuildConfig, CalibrationConfig, build
+    from centernet.build.finetune import FinetuneConfig
+    from centernet.build.quantize import BuildConfig, CalibrationConfig
+    from centernet.build.recipe import build
 
     calibration = None
     if args.calib_images:
@@ -212,10 +247,17 @@ def cmd_build(args: argparse.Namespace) -> int:
         max_drop=args.max_drop,
         mixed_max_layers=args.mixed_max_layers,
         mixed_probe_images=args.probe_images,
-        mixed_noise_grey_levels=args.mixed_noise,
+        mixed_check_images=args.check_images,
+        search_engine=args.search_engine,
+        mixed_noise_sigmas=args.mixed_noise,
         target=args.target or ("openvino" if args.output.endswith(".xml") else "onnx"),
         bias_correction=args.bias_correction,
         keep_float_layers=tuple(n.strip() for n in (args.keep_float or "").split(",") if n.strip()),
+        finetune=FinetuneConfig(
+            steps=args.qat_steps, batch=args.qat_batch, crop=args.qat_crop, lr=args.qat_lr
+        )
+        if args.qat_steps > 0
+        else None,
     )
     with StageBars() as bars:
         result = build(args.model, args.output, config, progress=bars)
@@ -233,22 +275,48 @@ def cmd_build(args: argparse.Namespace) -> int:
             f"calibrated on {calib['count']} images ({calib['method']})"
         )
     print(summary)
+    tuned = getattr(result, "finetune", None)  # an OpenVINO build is never fine-tuned
+    if tuned is not None:
+        print(
+            f"  fine-tuned {tuned.steps} steps on {tuned.images} calibration images in "
+            f"{tuned.seconds:.0f} s: distance to the float outputs {tuned.loss_start:.4f} -> "
+            f"{tuned.loss_end:.4f} (first / last tenth of the steps)"
+        )
     for kept in result.kept:
         print(f"  float: {kept.node}: {kept.reason}")
     if result.search is not None:
-        found = result.search
-        print(
-            f"  layer search ({found.metric}, {args.probe_images} images): float "
-            f"{found.reference:.4f}, all int8 {found.int8:.4f}, this build {found.final:.4f} "
-            f"(drop {found.drop:+.4f}, allowed {args.max_drop:g})"
-        )
-        if found.drop > args.max_drop and found.noise_floor > 0:  # stopped short of the budget
-            best = f"; the best alone gains {found.ranked[0].gain:+.4f}" if found.ranked else ""
-            print(
-                f"  layers gaining less than the noise floor {found.noise_floor:.4f} (the float "
-                f"model's own drop under {args.mixed_noise:g} grey level(s) of input noise), "
-                f"alone or added to those kept, stay int8{best}"
-            )
+        for line in describe_search(result.search):
+            print(line)
     for skipped in result.skipped_images:
         print(f"centernet: calibration skipped {skipped}", file=sys.stderr)
     return EXIT_OK
+
+
+def describe_search(found) -> list[str]:
+    """The int8-mixed search's outcome in words: what it measured, whether the budget was
+    met (and where it was judged), and when not, what it reached and kept."""
+    where = (
+        f"{found.check_images} held-out calibration images"
+        if found.check_images
+        else "the probe images (no held-out calibration images)"
+    )
+    reference, int8, final = found.judged()
+    tried = f" of {len(found.steps)} tried" if found.steps else ""
+    lines = [
+        f"  layer search ({found.metric}), judged on {where}: float {reference:.4f}, all int8 "
+        f"{int8:.4f}, this build {final:.4f} (drop {found.drop:+.4f} +- {found.noise_sd:.4f}, "
+        f"allowed {found.max_drop:g}); {len(found.chosen)} layer(s) kept float{tried}"
+    ]
+    if found.outcome == "within noise":
+        lines.append(
+            f"  budget met within noise: the drop left is within {found.noise_sigmas:g} "
+            "standard deviations of itself over resamples of those images"
+        )
+    elif not found.met:
+        kept = ", ".join(c.node for c in found.chosen) or "no layer"
+        lines.append(
+            f"  budget NOT met: this build reaches {final:.4f} against float {reference:.4f} "
+            f"(drop {found.drop:.4f} > {found.max_drop:g}) keeping {kept} float; raise "
+            "--mixed-max-layers or --max-drop, or fine-tune (--qat-steps)"
+        )
+    return lines

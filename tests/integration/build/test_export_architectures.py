@@ -17,7 +17,8 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from centernet.build.export import ExportConfig, export_onnx  # noqa: E402
-from centernet.build.quantize import BuildConfig, CalibrationConfig, build  # noqa: E402
+from centernet.build.quantize import BuildConfig, CalibrationConfig  # noqa: E402
+from centernet.build.recipe import build  # noqa: E402
 from centernet.classes import class_names_for  # noqa: E402
 from centernet.engines import EngineOptions, open_engine  # noqa: E402
 from centernet.engines.torch import TorchEngine  # noqa: E402

@@ -10,16 +10,9 @@ import onnx
 import pytest
 import torch
 
-from centernet.build.quantize import (
-    BuildConfig,
-    CalibrationConfig,
-    build,
-    head_nodes,
-    head_output_convs,
-    int8_conv_names,
-    keep_float,
-    prepare_for_quantization,
-)
+from centernet.build.float_layers import head_nodes, head_output_convs, int8_conv_names, keep_float
+from centernet.build.quantize import BuildConfig, CalibrationConfig, prepare_for_quantization
+from centernet.build.recipe import build
 from centernet.engines import open_engine
 from centernet.modelfile.spec import write_spec
 from centernet.runtime.images import read_image
@@ -207,23 +200,91 @@ def test_the_openvino_target_follows_the_same_recipe(
     assert main(["detect", str(out), *map(str, photo_paths[:2]), "--out", str(tmp_path / "d")]) == 0
 
 
-def test_the_noise_floor_is_the_float_models_own_drop_under_input_noise(
-    tiny_onnx_dynamic, calib_dir
+def test_the_noise_of_a_drop_is_its_spread_over_resamples_of_the_images(
+    tiny_onnx_dynamic, photo_paths
 ):
-    from dataclasses import replace
-
-    from centernet.build.sensitivity import DetectionProbe, SearchConfig
+    from centernet.build.sensitivity import DetectionProbe, SearchConfig, Trial
     from centernet.modelfile.spec import load_centernet_onnx
+    from centernet.types import Detections
 
     _, spec = load_centernet_onnx(tiny_onnx_dynamic)
-    paths = sorted(calib_dir.iterdir())
-    probe = DetectionProbe(paths, spec, SearchConfig(noise_grey_levels=0.0))
-    clean = [t.copy() for t in probe.tensors]
-    assert probe.use_as_reference(probe.detections(tiny_onnx_dynamic)) == pytest.approx(1.0)
-    assert probe.noise_floor(tiny_onnx_dynamic) == 0.0  # no noise: nothing to measure
-    probe.config = replace(probe.config, noise_grey_levels=80.0)
-    heavy = probe.noise_floor(tiny_onnx_dynamic)
-    assert 0.0 < heavy <= 1.0  # heavy noise moves the float model's own boxes
-    assert probe.noise_floor(tiny_onnx_dynamic) == heavy  # a fixed seed: repeatable
-    for before, after in zip(clean, probe.tensors):
-        np.testing.assert_array_equal(before, after)  # the probe images are left clean
+    probe = DetectionProbe(photo_paths, spec, SearchConfig())
+    reference = probe.detections(tiny_onnx_dynamic)
+    assert probe.use_as_reference(reference) == pytest.approx(1.0)
+    assert probe.drop_noise(probe.reference_trial, reference) == 0.0  # the same boxes
+    empty = Detections(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, int))
+    found = reference.detections
+    i = int(np.argmax([(d.scores >= 0.3).sum() for d in found]))
+    one_lost = Trial([*found[:i], empty, *found[i + 1 :]])  # one image's boxes lost
+    noise = probe.drop_noise(probe.reference_trial, one_lost)
+    assert noise > 0.0  # the drop depends on how often that image is drawn
+    assert probe.drop_noise(probe.reference_trial, one_lost) == noise  # a fixed seed
+
+
+@pytest.fixture(scope="module")
+def fragile_onnx(tiny_network, tmp_path_factory):
+    return export_tiny(
+        network_with_a_fragile_activation(tiny_network),
+        tmp_path_factory.mktemp("fragile") / "fragile.onnx",
+        dynamic_batch=True,
+    )
+
+
+def test_nncf_accuracy_control_reverts_a_layer_made_fragile_on_purpose(
+    fragile_onnx, calib_dir, tmp_path, photo_paths
+):
+    """The OpenVINO target's int8-mixed: NNCF's quantize_with_accuracy_control, scored by
+    the boxes against the float model's, reverts the layer int8 breaks. (Without bias
+    correction: NNCF's corrects level0's bias from statistics the crushed channel skews,
+    which no revert of level1 undoes.)"""
+    pytest.importorskip("nncf")
+    from centernet.build.nncf_graph import int8_convolutions, openvino_names
+    from centernet.modelfile.spec import read_file_spec
+
+    result = build(
+        fragile_onnx,
+        tmp_path / "mixed.xml",
+        BuildConfig(
+            "int8-mixed",
+            CalibrationConfig(str(calib_dir), 3),
+            max_drop=0.05,
+            mixed_max_layers=4,
+            mixed_probe_images=3,
+            mixed_check_images=0,
+            bias_correction="none",
+        ),
+    )
+    search = result.search
+    assert search is not None and search.int8 < search.reference - 0.05  # int8 alone is bad
+    assert SENSITIVE in [layer.node for layer in search.chosen]
+    assert search.final >= search.int8 + 0.3
+    import openvino as ov
+
+    model = ov.Core().read_model(str(result.path))
+    friendly = openvino_names(onnx.load(str(fragile_onnx)), model, [SENSITIVE])[SENSITIVE]
+    assert friendly not in int8_convolutions(model)  # float in the saved IR
+    spec = read_file_spec(result.path)
+    recorded = spec.extra["float_layer_search"]
+    assert recorded["method"] == "nncf" and recorded["budget_met"] == search.met
+    kept = {k["node"]: k["reason"] for k in spec.extra["kept_float"]}
+    assert "NNCF accuracy control" in kept[SENSITIVE]
+
+
+def test_a_build_whose_budget_cannot_be_met_says_so(fragile_onnx, calib_dir, tmp_path, capsys):
+    """No float layer allowed, int8 far off: the build is written, and its summary and
+    ModelSpec say the budget was not met, what it reached and what it kept."""
+    from centernet.cli import main
+    from centernet.modelfile.spec import read_file_spec
+
+    out = tmp_path / "mixed.onnx"
+    code = main(
+        ["build", str(fragile_onnx), "-o", str(out), "--precision", "int8-mixed",
+         "--calib-images", str(calib_dir), "--calib-count", "3", "--probe-images", "3",
+         "--check-images", "0", "--mixed-max-layers", "0", "--max-drop", "0.01"]
+    )  # fmt: skip
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "budget NOT met" in printed and "keeping no layer float" in printed
+    recorded = read_file_spec(out).extra["float_layer_search"]
+    assert recorded["budget_met"] is False and recorded["outcome"] == "not met"
+    assert recorded["drop"] > 0.01 and recorded["chosen"] == recorded["all_int8"]

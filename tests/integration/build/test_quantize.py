@@ -7,13 +7,9 @@ import numpy as np
 import onnx
 import pytest
 
-from centernet.build.quantize import (
-    BuildConfig,
-    CalibrationConfig,
-    build,
-    head_nodes,
-    head_output_convs,
-)
+from centernet.build.float_layers import head_nodes, head_output_convs
+from centernet.build.quantize import BuildConfig, CalibrationConfig
+from centernet.build.recipe import build
 from centernet.engines import open_engine
 from centernet.errors import CenterNetError
 from centernet.runtime.detector import Detector

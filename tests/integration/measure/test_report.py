@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from centernet.build.quantize import BuildConfig, CalibrationConfig, build
+from centernet.build.quantize import BuildConfig, CalibrationConfig
+from centernet.build.recipe import build
 from centernet.cli import main
 from centernet.runtime.detector import Detector
 from tests.helpers import write_self_annotations

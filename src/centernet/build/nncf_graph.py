@@ -1,0 +1,123 @@
+"""The converted OpenVINO model's graph, as the NNCF back end and accuracy control read
+it: its convolutions and which of them are int8, the op doing an ONNX node's work, the
+decode ops, and NNCF's console output kept off stdout (library code never prints)."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import onnx
+
+from centernet.errors import CenterNetError
+
+CONVOLUTIONS = (
+    "Convolution",
+    "GroupConvolution",
+    "ConvolutionBackpropData",
+    "GroupConvolutionBackpropData",
+)
+
+
+@contextlib.contextmanager
+def quiet_nncf() -> Iterator[None]:
+    """NNCF logs to stdout and draws rich progress bars there; library code never prints,
+    so both are swallowed (progress is reported through the calibration reader)."""
+    logger = logging.getLogger("nncf")
+    disabled = logger.disabled
+    logger.disabled = True
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
+    finally:
+        logger.disabled = disabled
+
+
+def openvino_names(onnx_model: onnx.ModelProto, model: Any, nodes: Iterable[str]) -> dict[str, str]:
+    """ONNX node name -> friendly name of the op doing its work in the converted model.
+
+    Conversion keeps ONNX *tensor* names but not node names: a Conv with a bias becomes a
+    Convolution ``<name>/WithoutBiases`` feeding a bias Add, which is named ``<name>`` or
+    after the graph output it writes (``hm``, ``wh``), and a zero bias is folded away.
+    So each node is found through the tensor it writes; a bias Add leads back to its
+    convolution. A node that cannot be found is an error: silently quantizing a layer
+    asked to stay float would be worse.
+    """
+    producer = {  # a Result repeats its input's names: not a producer
+        name: op
+        for op in model.get_ordered_ops()
+        if op.get_type_name() != "Result"
+        for out in op.outputs()
+        for name in out.get_names()
+    }
+    onnx_nodes = {n.name: n for n in onnx_model.graph.node}
+    found, missing = {}, []
+    for name in nodes:
+        node = onnx_nodes.get(name)
+        op = producer.get(node.output[0]) if node is not None and node.output else None
+        if op is not None and node.op_type in ("Conv", "ConvTranspose"):
+            op = _convolution_of(op)
+        if op is None:
+            missing.append(name)
+        else:
+            found[name] = op.get_friendly_name()
+    if missing:
+        raise CenterNetError(
+            f"{len(missing)} layer(s) to keep float are not in the OpenVINO model: "
+            f"{', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}"
+        )
+    return found
+
+
+def _convolution_of(op: Any) -> Any | None:
+    """The convolution behind ``op``: itself, or the input of its bias Add."""
+    if op.get_type_name() in CONVOLUTIONS:
+        return op
+    if op.get_type_name() == "Add":
+        for port in op.inputs():
+            source = port.get_source_output().get_node()
+            if source.get_type_name() in CONVOLUTIONS:
+                return source
+    return None
+
+
+def decode_ops(model: Any) -> list[str]:
+    """Friendly names of every Sigmoid and every op downstream of one (Results aside)."""
+    pending = [op for op in model.get_ordered_ops() if op.get_type_name() == "Sigmoid"]
+    seen: dict[str, None] = {}
+    while pending:
+        op = pending.pop()
+        name = op.get_friendly_name()
+        if name in seen or op.get_type_name() == "Result":
+            continue
+        seen[name] = None
+        pending += [i.get_node() for out in op.outputs() for i in out.get_target_inputs()]
+    return list(seen)
+
+
+def int8_convolutions(model: Any) -> set[str]:
+    """Convolutions with int8 weights: a FakeQuantize on the weights (as NNCF leaves the
+    model) or an 8-bit constant behind their decompression (as a saved IR holds them).
+    Weights say it better than the activation input, which may reach a convolution through
+    a Concat or MaxPool after its FakeQuantize."""
+    return {
+        op.get_friendly_name()
+        for op in model.get_ordered_ops()
+        if op.get_type_name() in CONVOLUTIONS and _quantized_weights(op.input(1))
+    }
+
+
+def _quantized_weights(port: Any) -> bool:
+    """Whether the weights arriving at ``port`` went through 8-bit quantization."""
+    op = port.get_source_output().get_node()
+    kind = op.get_type_name()
+    if kind == "FakeQuantize":
+        return True
+    if kind == "Constant":
+        return op.get_element_type().get_type_name() in ("i8", "u8", "i4", "u4")
+    if kind in ("Convert", "Multiply", "Subtract", "Reshape"):  # weight decompression
+        return _quantized_weights(op.input(0))
+    return False

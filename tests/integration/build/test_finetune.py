@@ -1,0 +1,86 @@
+"""Label-free quantization-aware fine-tuning (``build --qat-steps``) on the tiny model: the
+torch network rebuilt from the export computes what the export computes, and the
+fine-tuned int8 build is closer to the float model's outputs than plain int8."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+
+from centernet.build.float_layers import int8_conv_names
+from centernet.build.quantize import BuildConfig, CalibrationConfig
+from centernet.build.recipe import build
+from centernet.build.sensitivity import output_error
+from centernet.engines import open_engine
+from centernet.modelfile.spec import load_centernet_onnx
+from centernet.runtime.images import read_image
+from centernet.runtime.preprocess import PreprocessConfig, preprocess_into
+from tests.helpers import TINY_SIZE
+
+pytest.importorskip("nncf", reason="fine-tuning quantizes the torch model with NNCF")
+torch = pytest.importorskip("torch")
+
+
+@pytest.fixture(scope="module")
+def calib_dir(photo_paths, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("calib")
+    for p in photo_paths[:3]:
+        (folder / p.name).write_bytes(p.read_bytes())
+    return folder
+
+
+def inputs(paths) -> np.ndarray:
+    config = PreprocessConfig(input_size=TINY_SIZE)
+    return np.stack([preprocess_into(read_image(p), config)[0] for p in paths])
+
+
+def test_the_network_rebuilt_from_the_export_computes_what_it_computes(
+    tiny_onnx_dynamic, photo_paths
+):
+    from centernet.build.finetune import network_from_onnx
+
+    model, spec = load_centernet_onnx(tiny_onnx_dynamic)
+    network = network_from_onnx(model, spec)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in network.modules())  # folded
+    x = inputs(photo_paths[:2])
+    want = open_engine(tiny_onnx_dynamic)(x)
+    with torch.no_grad():
+        got = network(torch.from_numpy(x))
+    np.testing.assert_allclose(torch.sigmoid(got["hm"]).numpy(), want["hm"], atol=1e-5)
+    np.testing.assert_allclose(got["wh"].numpy(), want["wh"], rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(got["reg"].numpy(), want["reg"], rtol=1e-4, atol=1e-4)
+
+
+def test_fine_tuning_lowers_the_int8_error_against_the_float_outputs(
+    tiny_onnx_dynamic, calib_dir, tmp_path
+):
+    from centernet.build.finetune import FinetuneConfig
+
+    calibration = CalibrationConfig(str(calib_dir), 3)
+    plain = build(tiny_onnx_dynamic, tmp_path / "int8.onnx", BuildConfig("int8", calibration))
+    tuned = build(
+        tiny_onnx_dynamic,
+        tmp_path / "qat.onnx",
+        BuildConfig(
+            "int8", calibration, finetune=FinetuneConfig(steps=40, batch=3, crop=0, lr=2e-5)
+        ),
+    )
+    x = inputs(sorted(calib_dir.iterdir()))  # what it learned to reproduce, without labels
+    want = open_engine(tiny_onnx_dynamic)(x)
+    before = output_error(open_engine(plain.path)(x), want, 0.3)
+    after = output_error(open_engine(tuned.path)(x), want, 0.3)
+    assert after < 0.9 * before
+    assert tuned.finetune is not None and tuned.finetune.loss_end < tuned.finetune.loss_start
+    # the same QDQ graph: the same convolutions int8, the same ones float, for any runtime
+    assert int8_conv_names(onnx.load(str(tuned.path))) == int8_conv_names(
+        onnx.load(str(plain.path))
+    )
+    assert [k.node for k in tuned.kept] == [k.node for k in plain.kept]
+    recorded = tuned.spec.extra["finetune"]
+    assert recorded["steps"] == 40 and recorded["loss_end"] < recorded["loss_start"]
+    openvino = pytest.importorskip("openvino")
+    assert openvino is not None
+    np.testing.assert_allclose(  # OpenVINO runs it too, to int8 rounding
+        open_engine(tuned.path, "openvino")(x)["hm"], open_engine(tuned.path)(x)["hm"], atol=0.1
+    )
