@@ -33,8 +33,14 @@ from pathlib import Path
 
 import numpy as np
 
-from centernet.build import BuildConfig, CalibrationConfig, ExportConfig, build, export_onnx
-from centernet.build import FinetuneConfig
+from centernet.build import (
+    BuildConfig,
+    CalibrationConfig,
+    ExportConfig,
+    FinetuneConfig,
+    build,
+    export_onnx,
+)
 from centernet.datasets import detections_to_coco, load_annotations
 from centernet.engines import EngineOptions, open_engine
 from centernet.measure import describe_machine
@@ -250,9 +256,7 @@ def analysis(held: HeldOut, work: Path, fp32: Path, int8: Path, engine: str) -> 
     """Per-output error, hybrid outputs and per-block float of the int8 build."""
     import onnx
 
-    from centernet.build import keep_float
-    from centernet.build import prepare_for_quantization
-    from centernet.build import output_error
+    from centernet.build import keep_float, output_error, prepare_for_quantization
     from centernet.modelfile import load_centernet_onnx, write_spec
 
     ref = held.outputs(fp32, engine, work)
