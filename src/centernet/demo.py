@@ -157,7 +157,13 @@ def run_demo(
     export_onnx(loaded.model, fp32, spec, ExportConfig(dynamic_batch=True))
 
     built = {"fp32": fp32}
-    calibration = CalibrationConfig(str(out / "calibration" / "images"), config.calib_images)
+    # int8 calibrates and writes the ranges; int8-mixed (same export, same images) reuses
+    # them instead of calibrating a second time
+    ranges = models / "calibration.ranges.json"
+    ranges.unlink(missing_ok=True)  # a re-run may calibrate on other images
+    calibration = CalibrationConfig(
+        str(out / "calibration" / "images"), config.calib_images, ranges_file=str(ranges)
+    )
     for precision in PRECISIONS:
         if precision == "fp32":
             continue

@@ -70,6 +70,10 @@ class CalibrationConfig:
     percentile: float = 99.999  # percentile method
     bins: int = 2048  # percentile and entropy histograms
     annotations: str | None = None  # COCO instances.json of these images (--calib-ann)
+    # activation ranges (an ORT calibration cache): reused if the file exists, written
+    # there otherwise, so that builds of the same export on the same images (int8, then
+    # int8-mixed) calibrate once
+    ranges_file: str | None = None
 
     def describe(self) -> dict:
         """What the ModelSpec records about it."""
@@ -121,6 +125,7 @@ class BuildResult:
     skipped_images: list[str] = field(default_factory=list)
     search: SearchResult | None = None  # int8-mixed task search: what it measured
     finetune: FinetuneResult | None = None  # --qat-steps: what the fine-tuning did
+    ranges_reused: bool = False  # the activation ranges came from calibration.ranges_file
 
 
 # ---------------------------------------------------------------- graph helpers
@@ -250,14 +255,28 @@ def quantize_qdq(
     reader: ImageCalibrationReader,
     calib: CalibrationConfig,
     exclude: list[str],
-) -> None:
+    ranges_file: Path | None = None,
+) -> bool:
     """Static QDQ quantization with ONNX Runtime's tools, of a prepared float graph; the
-    decode (Sigmoid and after) is always excluded."""
+    decode (Sigmoid and after) is always excluded. With ``ranges_file``: its activation
+    ranges are used if it exists (True is returned), else the calibration writes it."""
+    import shutil
+
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 
-    decode = decode_nodes(onnx.load(str(prepared_path)))
+    prepared = onnx.load(str(prepared_path))
+    decode = decode_nodes(prepared)
     cache = out_path.with_suffix(".calibration.json")
-    method = calibrate(prepared_path, reader, calib, cache)
+    reused = ranges_file is not None and ranges_file.is_file()
+    if reused:
+        _check_ranges(ranges_file, prepared, calib)
+        shutil.copyfile(ranges_file, cache)
+        method, _ = _calibration_options(calib)
+    else:
+        method = calibrate(prepared_path, reader, calib, cache)
+        if ranges_file is not None:
+            ranges_file.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(cache, ranges_file)
     quantize_static(
         str(prepared_path),
         str(out_path),
@@ -270,6 +289,34 @@ def quantize_qdq(
         nodes_to_exclude=[*exclude, *decode],
         calibration_cache_path=str(cache),
     )
+    return reused
+
+
+def _check_ranges(path: Path, prepared: onnx.ModelProto, calib: CalibrationConfig) -> None:
+    """Ranges saved for another model, or by another calibration method, would quantize
+    this one with wrong scales: every tensor they name must be one of this graph's, every
+    convolution input must be named, and the method must be this build's."""
+    from onnxruntime.quantization import load_tensors_data
+
+    try:
+        saved = load_tensors_data(str(path))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise CenterNetError(f"calibration ranges {path} cannot be read: {exc}") from None
+    named = set(saved.data)
+    tensors = {out for node in prepared.graph.node for out in node.output}
+    tensors |= {value.name for value in prepared.graph.input}
+    inputs = {node.input[0] for node in prepared.graph.node if node.op_type == "Conv"}
+    if not named <= tensors or not inputs <= named:
+        raise CenterNetError(
+            f"calibration ranges {path} are not this model's (another export, or another "
+            "precision's graph); delete the file to calibrate again"
+        )
+    method, _ = _calibration_options(calib)
+    if saved.calibration_method != method:
+        raise CenterNetError(
+            f"calibration ranges {path} were made with {saved.calibration_method.name}, not "
+            f"{calib.method}; delete the file to calibrate again"
+        )
 
 
 def activation_sqnr(
@@ -376,6 +423,8 @@ def build_qdq(
                 float_path, Path(tmp), spec, paths, reader_batch, config, search, result, progress
             )
             spec.extra["calibration"] = {**calib.describe(), "count": len(paths)}
+            if result.ranges_reused:
+                spec.extra["calibration"]["ranges"] = f"reused {Path(calib.ranges_file).name}"
             spec.extra["kept_float"] = [asdict(k) for k in result.kept]
             if result.finetune is not None and config.finetune is not None:
                 spec.extra["finetune"] = {
@@ -484,7 +533,9 @@ def _build_int8(
         result.kept += extra
         exclude += [k.node for k in extra]
     qdq_path = workdir / "qdq.onnx"
-    quantize_qdq(prepared_path, qdq_path, reader, calib, exclude)
+    tuned = config.finetune is not None and config.finetune.steps > 0
+    ranges = Path(calib.ranges_file) if calib.ranges_file and not tuned else None
+    result.ranges_reused = quantize_qdq(prepared_path, qdq_path, reader, calib, exclude, ranges)
     result.skipped_images = sorted(set(reader.skipped))
     built = onnx.load(str(qdq_path))
     # layers kept float after quantization compute from float inputs too (keep_float)

@@ -128,6 +128,13 @@ def add_build(add_command: AddCommand) -> None:
         "--calib-bins", type=positive_int, default=2048, help="percentile/entropy histogram bins"
     )
     p.add_argument(
+        "--calib-ranges",
+        default=None,
+        metavar="FILE",
+        help="activation ranges: reused if FILE exists, written there otherwise (int8 and "
+        "int8-mixed of one export on the same images then calibrate once; QDQ .onnx only)",
+    )
+    p.add_argument(
         "--calib-ann",
         default=None,
         help="instances.json of the calibration images: the int8-mixed search scores real AP "
@@ -237,6 +244,7 @@ def cmd_build(args: argparse.Namespace) -> int:
             percentile=args.calib_percentile,
             bins=args.calib_bins,
             annotations=args.calib_ann,
+            ranges_file=args.calib_ranges,
         )
     config = BuildConfig(
         precision=args.precision,

@@ -3,9 +3,12 @@ independence, and OpenVINO against ONNX Runtime."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import onnx
 import pytest
+from onnx import numpy_helper
 
 from centernet.build.float_layers import head_nodes, head_output_convs
 from centernet.build.quantize import BuildConfig, CalibrationConfig
@@ -285,3 +288,33 @@ def test_each_calibration_method_builds_and_is_recorded(
         "images": calib_dir.name, "count": 2, **recorded
     }  # fmt: skip
     assert all(len(d) == 100 for d in Detector(result.path)(photo_paths[2:]))
+
+
+def test_calibration_ranges_are_written_then_reused_and_refused_for_another_model(
+    tiny_onnx_dynamic, calib_dir, tmp_path
+):
+    """int8 then int8-mixed of one export on one set of images calibrate once: the second
+    build reads the ranges the first wrote and gives the same int8 graph."""
+    ranges = tmp_path / "ranges.json"
+    calibration = CalibrationConfig(str(calib_dir), count=2, ranges_file=str(ranges))
+    first = build(tiny_onnx_dynamic, tmp_path / "a.onnx", BuildConfig("int8", calibration))
+    assert ranges.is_file() and not first.ranges_reused
+    second = build(tiny_onnx_dynamic, tmp_path / "b.onnx", BuildConfig("int8", calibration))
+    assert second.ranges_reused and second.spec.extra["calibration"]["ranges"].startswith("reused")
+    a, b = onnx.load(str(first.path)), onnx.load(str(second.path))
+    scales = {i.name: numpy_helper.to_array(i) for i in a.graph.initializer if "scale" in i.name}
+    assert scales and all(
+        np.array_equal(scales[i.name], numpy_helper.to_array(i))
+        for i in b.graph.initializer
+        if i.name in scales
+    )
+    other = tmp_path / "other.json"  # the same file with one more tensor: another model's
+    saved = json.loads(ranges.read_text())
+    saved["data"]["not_a_tensor_of_this_model"] = next(iter(saved["data"].values()))
+    other.write_text(json.dumps(saved))
+    wrong = CalibrationConfig(str(calib_dir), count=2, ranges_file=str(other))
+    with pytest.raises(CenterNetError, match="are not this model's"):
+        build(tiny_onnx_dynamic, tmp_path / "c.onnx", BuildConfig("int8", wrong))
+    entropy = CalibrationConfig(str(calib_dir), count=2, method="entropy", ranges_file=str(ranges))
+    with pytest.raises(CenterNetError, match="made with MinMax, not entropy"):
+        build(tiny_onnx_dynamic, tmp_path / "d.onnx", BuildConfig("int8", entropy))
