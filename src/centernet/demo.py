@@ -18,6 +18,7 @@ import cv2
 
 from centernet.build.quantize import PRECISIONS, BuildConfig, CalibrationConfig
 from centernet.build.recipe import build
+from centernet.build.sensitivity import SearchConfig
 from centernet.datasets.synthetic import write_dataset
 from centernet.errors import CenterNetError
 from centernet.measure.report import Report, ReportConfig, make_report
@@ -35,20 +36,34 @@ REFERENCE_ACCURACY = "AP 0.707 on 300 held-out images (synth --seed 3, fp32)"
 
 
 def first_run_report() -> ReportConfig:
-    """What a first run measures: batch 1 and 8 (the ends of the sweep), 5 timed runs
-    after 1 warm-up, 16 files end to end, the torch baseline network-only. A fuller
+    """What a first run measures: batch 1 and 4, 5 timed runs after 1 warm-up, 16 files
+    end to end, the torch baseline at batch 1 network-only (the ratios use it). A fuller
     sweep is ``centernet report``'s job."""
     return ReportConfig(
-        batches=(1, 8), iterations=5, warmup=1, e2e_images=16, baseline_end_to_end=False
+        batches=(1, 4),
+        iterations=5,
+        warmup=1,
+        e2e_images=16,
+        baseline_end_to_end=False,
+        baseline_batches=(1,),
     )
+
+
+def first_run_search() -> SearchConfig:
+    """The int8-mixed layer search of a first run: picked on 8 calibration images, judged
+    on the next 8, among the 8 convolutions whose output loses the most SQNR, at most 2
+    kept. ``centernet build --precision int8-mixed`` tries every layer on 32 + 64 images;
+    the demo says which it ran."""
+    return SearchConfig(probe_images=8, check_images=8, max_layers=2, max_candidates=8)
 
 
 @dataclass(frozen=True)
 class DemoConfig:
     images: int = 40  # held-out synthetic images scored and timed
-    calib_images: int = 32
+    calib_images: int = 16
     photos: bool = True  # also detect on the bundled photos
     report: ReportConfig = field(default_factory=first_run_report)
+    search: SearchConfig = field(default_factory=first_run_search)
     threshold: float = 0.3  # for the annotated images
 
 
@@ -108,6 +123,21 @@ def _stage_group(step: str, stage: str) -> str:
     return f"report: {kind} of the builds"
 
 
+def _search_note(search: SearchConfig, result) -> str:
+    """The first run's int8-mixed search in words: what it ran, how it ended, what it kept."""
+    found = result.search
+    kept = ", ".join(k.node for k in result.kept if k.reason.startswith("search")) or "none"
+    ended = "" if found is None else f"; it ended {found.outcome!r} (drop {found.drop:.4f})"
+    return (
+        f"int8-mixed ran the quick first-run search: picked on {search.probe_images} and "
+        f"judged on {search.check_images} calibration images, among the "
+        f"{search.max_candidates} convolutions with the largest int8 SQNR loss, at most "
+        f"{search.max_layers} kept float{ended}; layers it kept float: {kept}. "
+        "`centernet build --precision int8-mixed` runs the full search (every layer, "
+        "32 + 64 images)."
+    )
+
+
 def default_model_path() -> Path:
     path = Path(str(resources.files("centernet.assets").joinpath(DEFAULT_MODEL)))
     if not path.is_file():
@@ -157,6 +187,10 @@ def run_demo(
     export_onnx(loaded.model, fp32, spec, ExportConfig(dynamic_batch=True))
 
     built = {"fp32": fp32}
+    notes = [
+        f"int8 calibrated on {config.calib_images} synthetic images (seed {CALIB_SEED}); "
+        "int8-mixed reused those activation ranges."
+    ]
     # int8 calibrates and writes the ranges; int8-mixed (same export, same images) reuses
     # them instead of calibrating a second time
     ranges = models / "calibration.ranges.json"
@@ -169,12 +203,15 @@ def run_demo(
             continue
         step(f"build {precision}")
         built[precision] = models / f"{precision}.onnx"
-        build(
+        done = build(
             fp32,
             built[precision],
             BuildConfig(precision, calibration if "int8" in precision else None),
             progress,
+            config.search if precision == "int8-mixed" else None,
         )
+        if precision == "int8-mixed":
+            notes.append(_search_note(config.search, done))
 
     step("detect (annotated images)")
     annotated = []
@@ -201,5 +238,6 @@ def run_demo(
         progress=progress,
     )
     report.stage_seconds = clock.finish()
+    report.notes = notes
     files = write_report(report, out)
     return DemoResult(out, report, files, annotated, list(spec.class_names))

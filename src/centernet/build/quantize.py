@@ -94,6 +94,7 @@ class BuildConfig:
     mixed_search: str = "auto"  # int8-mixed: one of MIXED_SEARCHES
     max_drop: float = 0.002  # task search: allowed AP drop against the float model
     mixed_max_layers: int = 6  # int8-mixed: most extra convolutions kept in float
+    mixed_max_candidates: int | None = None  # task search: try only the N worst by SQNR
     mixed_min_drop_db: float = 1.0  # sqnr search: keep a conv whose SQNR drop exceeds this
     mixed_probe_images: int = 32  # images the layer search picks on (sqnr: first 8)
     mixed_check_images: int = 64  # further calibration images the search's build is judged on
@@ -453,6 +454,7 @@ def search_config(config: BuildConfig) -> SearchConfig:
         annotations=config.calibration.annotations if config.calibration else None,
         engine=config.search_engine,
         noise_sigmas=config.mixed_noise_sigmas,
+        max_candidates=config.mixed_max_candidates,
     )
 
 
@@ -546,6 +548,11 @@ def _build_int8(
     if config.precision == "int8-mixed" and config.mixed_search in ("auto", "task"):
         probe, check = search_probes(paths, spec, search)
         candidates = sorted(int8_conv_names(built), key=_graph_order(built))
+        if search.max_candidates is not None and len(candidates) > search.max_candidates:
+            candidates = _worst_by_sqnr(
+                prepared_path, qdq_path, paths[: search.probe_images], spec, batch,
+                candidates, search.max_candidates, progress,
+            )  # fmt: skip
         found = search_float_layers(
             probe, prepared, built, candidates, keep_float, progress, check, reference
         )
@@ -553,6 +560,27 @@ def _build_int8(
         result.kept += [KeptLayer(layer.node, search_reason(layer)) for layer in found.chosen]
         built = keep_float(built, prepared, [layer.node for layer in found.chosen])
     return built
+
+
+def _worst_by_sqnr(
+    prepared_path: Path,
+    qdq_path: Path,
+    paths: list[Path],
+    spec: ModelSpec,
+    batch: int,
+    candidates: list[str],
+    keep: int,
+    progress: Progress | None,
+) -> list[str]:
+    """The ``keep`` candidates whose output loses the most SQNR in the int8 build against
+    their input (``activation_sqnr``: one pass of each graph), in graph order."""
+    stage = "int8-mixed: per-layer SQNR (choosing the candidates)"
+    reader = ImageCalibrationReader(paths, spec, batch, INPUT_NAME, progress, stage)
+    sqnr = activation_sqnr(prepared_path, qdq_path, reader)
+    allowed = set(candidates)
+    ranked = rank_sensitive_convs(onnx.load(str(prepared_path)), sqnr, set())
+    worst = [name for name, _ in ranked if name in allowed][:keep]
+    return [name for name in candidates if name in worst]
 
 
 def search_reason(layer: LayerGain) -> str:

@@ -69,6 +69,10 @@ class SearchConfig:
     noise_sigmas: float = 2.0
     min_error_cut: float = 0.02  # share of int8's output error a kept layer must remove
     engine: str = "onnxruntime"  # what runs the trials (the engine the build is meant for)
+    # None: every int8 convolution is a candidate (one trial each). N: only the N whose
+    # output loses the most SQNR in the int8 build (one pass of the float and the int8
+    # graph) are tried: a quicker search that can miss a layer this proxy ranks low
+    max_candidates: int | None = None
 
 
 @dataclass

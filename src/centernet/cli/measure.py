@@ -193,12 +193,12 @@ def add_demo(add_command: AddCommand) -> None:
     p.add_argument("--out", default="centernet-demo", help="folder for everything it writes")
     p.add_argument("--images", type=positive_int, default=40, help="held-out synthetic images")
     p.add_argument(
-        "--calib-images", type=positive_int, default=32, help="images to calibrate int8 on"
+        "--calib-images", type=positive_int, default=16, help="images to calibrate int8 on"
     )
     p.add_argument("--iterations", type=positive_int, default=5, help="timed runs per batch")
     p.add_argument("--e2e-images", type=positive_int, default=16, help="files timed end to end")
     p.add_argument(
-        "--batch", type=batches, default="1,8", help="batch sizes timed, comma-separated"
+        "--batch", type=batches, default="1,4", help="batch sizes timed, comma-separated"
     )
     p.set_defaults(func=cmd_demo)
 
@@ -238,6 +238,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print("\nImages/s per precision and batch (network only and end to end)")
     print(f"on {result.report.machine}\n")
     print(result.report.throughput_table())
+    for note in result.report.notes:
+        print(f"\nnote: {note}")
     print("\nWhere the time went (also in report.md)\n")
     print(result.report.stage_table())
     print(

@@ -153,6 +153,14 @@ def add_build(add_command: AddCommand) -> None:
         help="int8-mixed: most convolutions the search keeps float",
     )
     p.add_argument(
+        "--mixed-candidates",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="int8-mixed: try only the N convolutions whose output loses the most SQNR "
+        "(quicker; default: every int8 convolution is tried)",
+    )
+    p.add_argument(
         "--mixed-noise",
         type=float,
         default=2.0,
@@ -254,6 +262,7 @@ def cmd_build(args: argparse.Namespace) -> int:
         mixed_search=args.mixed_search,
         max_drop=args.max_drop,
         mixed_max_layers=args.mixed_max_layers,
+        mixed_max_candidates=args.mixed_candidates,
         mixed_probe_images=args.probe_images,
         mixed_check_images=args.check_images,
         search_engine=args.search_engine,

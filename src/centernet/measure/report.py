@@ -30,6 +30,7 @@ class ReportConfig:
     e2e_images: int = 32  # images timed end to end, per batch size
     # the torch baseline end to end too (its network-only speed is what ratios use)
     baseline_end_to_end: bool = True
+    baseline_batches: tuple[int, ...] | None = None  # batches the baseline is timed at
     engine: str = "auto"
     threads: int | None = None
     device: str = "cpu"
@@ -55,6 +56,8 @@ class Report:
     machine: str = field(default_factory=describe_machine)
     # seconds per stage of the run that made the report (``centernet demo`` fills it)
     stage_seconds: dict[str, float] = field(default_factory=dict)
+    # what the run that made the report chose differently from the defaults, and why
+    notes: list[str] = field(default_factory=list)
 
     @property
     def baseline(self) -> ModelRow | None:
@@ -120,6 +123,8 @@ class Report:
             f"(end-to-end).{baseline_e2e}\n\n## Accuracy (COCO)\n\n"
             f"{self.accuracy_table()}\n\n## Throughput (images/s)\n\n{self.throughput_table()}\n"
         )
+        if self.notes:
+            text += "\n## How this run was made\n\n" + "".join(f"- {n}\n" for n in self.notes)
         if self.stage_seconds:
             text += f"\n## Where the time went\n\n{self.stage_table()}\n"
         return text
@@ -129,6 +134,7 @@ class Report:
             "machine": self.machine,
             "config": {k: v for k, v in self.config.__dict__.items()},
             "stage_seconds": self.stage_seconds,
+            "notes": self.notes,
             "models": [
                 {
                     "name": r.name,
@@ -186,7 +192,10 @@ def measure_model(
         baseline=baseline,
     )
     paths = [str(Path(images_dir) / im.file_name) for im in images]
-    for batch in config.batches:
+    batches = config.batches
+    if baseline and config.baseline_batches is not None:
+        batches = config.baseline_batches
+    for batch in batches:
         if opened.batch_size not in (None, batch):
             continue  # a static-batch build runs its own batch only
         row.network[batch] = time_network(

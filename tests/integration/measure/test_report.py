@@ -121,13 +121,21 @@ def test_demo_end_to_end_at_reduced_size(tmp_path, capsys):
     for precision in ("fp32", "fp16", "int8", "int8-mixed"):
         assert f"| {precision}.onnx | {precision} |" in printed
     assert "Accuracy per precision" in printed and "Images/s per precision and batch" in printed
-    # each long stage announces itself (the int8-mixed search, the torch baseline's timing)
+    # each long stage announces itself (int8's calibration, the torch baseline's timing);
+    # int8-mixed reuses int8's ranges, and the run says which search it ran and its seconds
     for stage in (
-        "int8-mixed: calibration (minmax)",
-        "int8-mixed: scoring each layer's effect on the boxes",
+        "int8: calibration (minmax)",
         "default_model.pth (baseline): network, batch 1",
+        "int8-mixed reused those activation ranges",
+        "int8-mixed ran the quick first-run search",
+        "Where the time went",
     ):
         assert stage in printed, stage
+    assert "int8-mixed: calibration" not in printed
+    md = (out / "report.md").read_text()
+    assert "## How this run was made" in md and "## Where the time went" in md
+    seconds = json.loads((out / "report.json").read_text())["stage_seconds"]
+    assert seconds["build int8: calibration (minmax)"] > 0 and "export default_model.pth" in seconds
     # which set each AP is on, and what the bundled model can label
     assert "this demo's 4 held-out synthetic images" in printed and "300 held-out" in printed
     assert "knows only its 5 synthetic shapes" in printed
