@@ -2,6 +2,9 @@
 
     python benchmarks/bench_int8_full.py --checkpoint ../shared/models/dlav0_34_shapes6.pth \
         --data ../shared/data/shapes6 --calib-count 150 --work runs/bench/int8_full
+    python benchmarks/bench_int8_full.py --checkpoint src/centernet/assets/default_model.pth \
+        --calib runs/synth_calib --val runs/synth_test --calib-count 100 --work DIR \
+        --skip ...   # the bundled model: separate calibration and held-out sets
 
 The split is fixed: the images of ``--data`` sorted by file name, the first
 ``--calib-count`` to calibrate on (the int8-mixed search picks on the first 32 of them and
@@ -68,6 +71,18 @@ BLOCKS = {  # network blocks by ONNX node-name prefix, for the per-block sensiti
 
 def log(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
+
+
+class StageLog:
+    """Build progress as log lines: each stage when it starts and ends, with the time."""
+
+    def __init__(self) -> None:
+        self.stage, self.started = "", time.perf_counter()
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        if stage != self.stage:
+            self.stage = stage
+            log(f"  {time.perf_counter() - self.started:6.0f} s  {stage} ({total})")
 
 
 # ---------------------------------------------------------------- data
@@ -209,6 +224,12 @@ def builds(calib: Path, count: int, qat_steps: int) -> dict[str, tuple[str, Buil
             ".xml",
             BuildConfig("int8-mixed", cal, target="openvino"),
         ),
+        "IR int8-mixed --probe-images 96 --check-images 54": (
+            ".xml",
+            BuildConfig(
+                "int8-mixed", cal, target="openvino", mixed_probe_images=96, mixed_check_images=54
+            ),
+        ),
     }
 
 
@@ -317,14 +338,16 @@ def torch_eager(checkpoint: Path):
     return run
 
 
-def speed(paths: dict[str, tuple[Path, str]], checkpoint: Path, work: Path, args) -> dict:
+def speed(
+    paths: dict[str, tuple[Path, str]], checkpoint: Path, work: Path, args, size: tuple
+) -> dict:
     """Per-image ms (median of rounds of medians) at batch 1 and 8; rounds interleave the
     builds so that a load change on the shared machine hits every build alike."""
     runners = {"torch eager fp32": torch_eager(checkpoint)}
     for name, (path, engine) in paths.items():
         runners[name] = open_engine(path, engine, EngineOptions(cache_dir=str(work / "ov_cache")))
     rng = np.random.default_rng(0)
-    inputs = {b: rng.standard_normal((b, 3, 512, 512)).astype(np.float32) for b in (1, 8)}
+    inputs = {b: rng.standard_normal((b, 3, *size)).astype(np.float32) for b in (1, 8)}
     samples: dict[str, dict[int, list[float]]] = {n: {1: [], 8: []} for n in runners}
     for round_ in range(args.rounds):
         for name, run in runners.items():
@@ -346,11 +369,15 @@ def speed(paths: dict[str, tuple[Path, str]], checkpoint: Path, work: Path, args
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", required=True)
-    parser.add_argument("--data", required=True, help="folder with images/ and instances.json")
+    parser.add_argument("--data", help="folder with images/ and instances.json, to split")
+    parser.add_argument("--calib", help="instead of --data: calibration folder (images/ ...)")
+    parser.add_argument("--val", help="instead of --data: held-out folder (images/ ...)")
     parser.add_argument("--calib-count", type=int, default=150)
     parser.add_argument("--work", required=True)
     parser.add_argument("--qat-steps", type=int, default=300)
-    parser.add_argument("--only", default=None, help="(re)build only builds containing this")
+    parser.add_argument(
+        "--only", default=None, help="(re)build only builds containing one of these (a,b,..)"
+    )
     parser.add_argument("--skip", default=None, help="comma-separated builds to leave out")
     parser.add_argument("--analysis", action="store_true", help="part 2: where the loss goes")
     parser.add_argument("--speed", action="store_true", help="part 3: images/s")
@@ -364,12 +391,17 @@ def main() -> int:
     results["machine"] = describe_machine()
     results["load"] = os.getloadavg()
     log(f"machine: {results['machine']}, load {results['load']}")
-    calib, val = split(Path(args.data), args.calib_count, work)
+    if args.data:
+        calib, val = split(Path(args.data), args.calib_count, work)
+    else:
+        calib, val = Path(args.calib), Path(args.val)
     fp32 = work / "fp32.onnx"
+    loaded = load_checkpoint(args.checkpoint)
+    size = tuple(loaded.model_spec().input_size)
     if not fp32.exists():
-        loaded = load_checkpoint(args.checkpoint)
         export_onnx(loaded.model, fp32, loaded.model_spec(), ExportConfig(dynamic_batch=True))
-    held = HeldOut(val, (512, 512), work)
+    del loaded
+    held = HeldOut(val, size, work)
     accuracy = results.setdefault("accuracy", {})
     skip = set((args.skip or "").split(","))
     paths: dict[str, Path] = {"fp32": fp32}
@@ -378,25 +410,25 @@ def main() -> int:
         path = work / f"build_{i}{suffix}"
         if name in skip:
             continue
-        paths[name] = path
-        if path.exists() and name in accuracy and not (args.only and args.only in name):
-            continue
-        if args.only and args.only not in name:
-            continue
-        log(f"building {name}")
-        result = build(fp32, path, config)
-        accuracy[name] = {**summarize_build(result), "command": command_of(name, args.calib_count)}
-        log(f"built {name}: {json.dumps(accuracy[name].get('search', {}))[:400]}")
-        saved.write_text(json.dumps(results, indent=1))
+        wanted = not args.only or any(part in name for part in args.only.split(","))
+        if wanted and not (path.exists() and name in accuracy and not args.only):
+            log(f"building {name}")
+            result = build(fp32, path, config, progress=StageLog())
+            accuracy[name] = {
+                **summarize_build(result),
+                "command": command_of(name, args.calib_count),
+            }
+            log(f"built {name}: {json.dumps(accuracy[name].get('search', {}))[:400]}")
+            saved.write_text(json.dumps(results, indent=1))
+        if path.exists() and name in accuracy:
+            paths[name] = path
     base = held.results(held.outputs(fp32, "onnxruntime", work))
     scores = results.setdefault("scores", {})
     for name, path in paths.items():
         engines = ("openvino",) if path.suffix == ".xml" else ("onnxruntime", "openvino")
         for engine in engines:
             key = f"{name} | {engine}"
-            if key in scores and name not in (args.only or "\0") and scores[key].get(
-                "mtime"
-            ) == path.stat().st_mtime:
+            if key in scores and scores[key].get("mtime") == path.stat().st_mtime:
                 continue
             found = held.results(held.outputs(path, engine, work))
             scores[key] = {
@@ -422,7 +454,7 @@ def main() -> int:
             if path.suffix == ".onnx":
                 timed[f"{name} | onnxruntime"] = (path, "onnxruntime")
             timed[f"{name} | openvino"] = (path, "openvino")
-        timing = speed(timed, Path(args.checkpoint), work, args)
+        timing = speed(timed, Path(args.checkpoint), work, args, size)
         results["speed"] = {n: {str(b): ms for b, ms in t.items()} for n, t in timing.items()}
         results["speed_load"] = os.getloadavg()
         saved.write_text(json.dumps(results, indent=1))
@@ -456,8 +488,10 @@ def print_tables(results: dict) -> None:
         print(f"\nWhere int8 loses ({engine}): SQNR dB {found['sqnr_db']}, output error "
               f"{found['output_error']:.4f}")  # fmt: skip
         print("\n| variant | AP | ± sd vs fp32 |\n|---|---:|---:|")
-        for name, v in {**found["hybrids"], **{f"int8, {k} float": v
-                                              for k, v in found["blocks"].items()}}.items():
+        for name, v in {
+            **found["hybrids"],
+            **{f"int8, {k} float": v for k, v in found["blocks"].items()},
+        }.items():
             print(f"| {name} | {v['AP']:.4f} | {v['sd']:.4f} |")  # fmt: skip
     timing = results.get("speed")
     if timing:

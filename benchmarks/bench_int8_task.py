@@ -63,7 +63,7 @@ def accuracy_builds(calib: Path, images: Path) -> dict[str, BuildConfig]:
             "int8-mixed", cal("minmax-ma"), mixed_search="sqnr", mixed_max_layers=6
         ),
         NO_FLOOR: BuildConfig(
-            "int8-mixed", cal("minmax-ma"), mixed_max_layers=6, mixed_noise_grey_levels=0.0
+            "int8-mixed", cal("minmax-ma"), mixed_max_layers=6, mixed_noise_sigmas=0.0
         ),
         "int8-mixed new (search, label-free, noise floor 1 grey level), minmax-ma 100": (
             BuildConfig("int8-mixed", cal("minmax-ma"), mixed_max_layers=6)
@@ -126,7 +126,7 @@ def main() -> int:
                     "reference": result.search.reference,
                     "int8": result.search.int8,
                     "final": result.search.final,
-                    "noise_floor": result.search.noise_floor,
+                    "drop_sd": result.search.noise_sd,
                     "best_single_gain": (
                         result.search.ranked[0].gain if result.search.ranked else None
                     ),
@@ -138,6 +138,7 @@ def main() -> int:
         details = {k: v for k, v in entry.items() if k != "stats"}
         log(f"{name}: AP {entry['stats']['AP']:.4f} {json.dumps(details)}")
         saved.write_text(json.dumps(results, indent=2))
+
     def chosen_by(name: str) -> list[str]:
         return results["accuracy"].get(name, {}).get("extra_float", [])
 

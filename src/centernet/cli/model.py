@@ -231,7 +231,7 @@ def add_build(add_command: AddCommand) -> None:
         help="fine-tuning: side of the random crops trained on (0: whole images)",
     )
     p.add_argument("--qat-batch", type=positive_int, default=4, help="fine-tuning: crops per step")
-    p.add_argument("--qat-lr", type=float, default=1e-5, help="fine-tuning: Adam learning rate")
+    p.add_argument("--qat-lr", type=float, default=1e-6, help="fine-tuning: Adam learning rate")
     group = p.add_mutually_exclusive_group()
     group.add_argument("--batch", type=positive_int, default=None, help="static batch size")
     group.add_argument("--dynamic-batch", action="store_true", help="free batch dimension")
@@ -299,6 +299,13 @@ def cmd_build(args: argparse.Namespace) -> int:
             f"{tuned.seconds:.0f} s: distance to the float outputs {tuned.loss_start:.4f} -> "
             f"{tuned.loss_end:.4f} (first / last tenth of the steps)"
         )
+        if tuned.holdout_images:
+            verdict = "used" if tuned.applied else "NOT used: it did not help there"
+            print(
+                f"  on {tuned.holdout_images} held-out calibration images: "
+                f"{tuned.holdout_before:.4f} -> {tuned.holdout_after:.4f}; fine-tuned weights "
+                f"{verdict}"
+            )
     for kept in result.kept:
         print(f"  float: {kept.node}: {kept.reason}")
     if result.search is not None:

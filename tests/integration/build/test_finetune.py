@@ -84,3 +84,30 @@ def test_fine_tuning_lowers_the_int8_error_against_the_float_outputs(
     np.testing.assert_allclose(  # OpenVINO runs it too, to int8 rounding
         open_engine(tuned.path, "openvino")(x)["hm"], open_engine(tuned.path)(x)["hm"], atol=0.1
     )
+
+
+def test_fine_tuning_that_does_not_help_on_held_out_images_is_not_used(
+    tiny_onnx_dynamic, calib_dir, tmp_path
+):
+    """A learning rate that wrecks the weights: the held-out image shows it, and the build
+    is plain int8 again (the same outputs as a build without fine-tuning)."""
+    from centernet.build.finetune import FinetuneConfig
+
+    calibration = CalibrationConfig(str(calib_dir), 3)
+    plain = build(tiny_onnx_dynamic, tmp_path / "int8.onnx", BuildConfig("int8", calibration))
+    wrecked = build(
+        tiny_onnx_dynamic,
+        tmp_path / "qat.onnx",
+        BuildConfig(
+            "int8",
+            calibration,
+            finetune=FinetuneConfig(steps=5, batch=2, crop=0, lr=1.0, holdout=1),
+        ),
+    )
+    tuned = wrecked.finetune
+    assert tuned is not None and tuned.holdout_images == 1 and tuned.images == 2
+    assert tuned.holdout_after > tuned.holdout_before and not tuned.applied
+    x = inputs(sorted(calib_dir.iterdir()))
+    got, want = open_engine(wrecked.path)(x), open_engine(plain.path)(x)
+    for name in ("hm", "wh", "reg"):
+        np.testing.assert_allclose(got[name], want[name], atol=1e-6)
