@@ -32,3 +32,8 @@ __getattr__, __dir__, __all__ = lazy_exports(
         "draw_detections": "draw",
     },
 )
+
+# `postprocess` names both a module and its function. Importing the module binds the
+# package's attribute to the module, which a lazy export cannot undo, so the function is
+# bound here (numpy only).
+from centernet.runtime.postprocess import postprocess as postprocess  # noqa: E402
