@@ -22,12 +22,13 @@ from pathlib import Path
 
 import torch
 
-from centernet.build import BuildConfig, CalibrationConfig, ExportConfig, build, export_onnx
 from centernet.classes import class_names_for
-from centernet.engines import EngineOptions, TorchEngine, open_engine
+from centernet.engines import EngineConfig, TorchEngine, open_engine, options_for
 from centernet.errors import CenterNetError
+from centernet.export import ExportConfig, export_onnx
 from centernet.measure import Timing, time_network
 from centernet.models import ARCHS, create_model, settle_batchnorm
+from centernet.quantize import BuildConfig, CalibrationConfig, build
 from centernet.types import ModelSpec
 
 CLASSES = 80
@@ -50,14 +51,14 @@ def bench_arch(arch: str, args: argparse.Namespace, work: Path) -> dict:
         built = build(fp32, int8, BuildConfig("int8", calibration))
         paths["int8"] = int8
         notes.append(f"int8: {built.nodes_quantized}/{built.nodes_total} convs")
-    options = EngineOptions(threads=args.threads, cache_dir=str(folder / "ov_cache"))
+    options = EngineConfig(threads=args.threads, cache_dir=str(folder / "ov_cache"))
     baseline = TorchEngine(network, spec)
     timings: dict[str, Timing] = {"torch": time_network(baseline, 1, args.iterations, 1)}
     for engine_name in args.engines.split(","):
         for precision, path in paths.items():
             key = f"{engine_name} {precision}"
             try:
-                engine = open_engine(path, engine_name, options)
+                engine = open_engine(path, engine_name, options_for(engine_name, options))
                 timings[key] = time_network(engine, 1, args.iterations, 1)
             except CenterNetError as exc:
                 notes.append(f"{key}: {exc}")

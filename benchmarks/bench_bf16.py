@@ -22,13 +22,14 @@ from pathlib import Path
 
 import torch
 
-from centernet.build import BuildConfig, CalibrationConfig, ExportConfig, build, export_onnx
 from centernet.classes import class_names_for
 from centernet.datasets import load_annotations
 from centernet.demo import default_model_path
-from centernet.engines import EngineOptions, cpu_has_native_bf16, open_engine
+from centernet.engines import EngineConfig, cpu_has_native_bf16, open_engine, options_for
+from centernet.export import ExportConfig, export_onnx
 from centernet.measure import describe_machine, evaluate_detector, time_network
 from centernet.models import create_model, load_checkpoint, settle_batchnorm
+from centernet.quantize import BuildConfig, CalibrationConfig, build
 from centernet.runtime import Detector
 from centernet.types import ModelSpec
 
@@ -42,10 +43,12 @@ def accuracy(args: argparse.Namespace, work: Path, runs: list[tuple[str, str, st
     annotations = load_annotations(Path(args.val) / "instances.json")
     rows = {}
     for label, engine, precision in runs:
-        options = EngineOptions(
+        options = EngineConfig(
             threads=args.threads, cache_dir=str(work / "ov_cache"), precision=precision
         )
-        detector = Detector(model, engine=engine, batch_size=1, options=options)
+        detector = Detector(
+            model, engine=engine, batch_size=1, options=options_for(engine, options)
+        )
         outcome = evaluate_detector(detector, annotations, Path(args.val) / "images", args.limit)
         rows[label] = {k: outcome.stats[k] for k in ("AP", "AP50", "AP_small")}
         print(f"AP {label}: {outcome.stats['AP']:.4f}", file=sys.stderr)
@@ -103,7 +106,7 @@ def main() -> int:
     engines = {}
     for build_name, path in models.items():
         for precision in ("fp32", "bf16") if bf16 else ("fp32",):
-            options = EngineOptions(
+            options = EngineConfig(
                 threads=args.threads, cache_dir=str(work / "ov_cache"), precision=precision
             )
             engines[f"{build_name} build, openvino {precision}"] = open_engine(

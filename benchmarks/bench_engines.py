@@ -22,11 +22,11 @@ import sys
 import time
 from pathlib import Path
 
-from centernet.build import BuildConfig, CalibrationConfig, build
 from centernet.datasets import write_dataset
 from centernet.demo import CALIB_SEED, EVAL_SEED, default_model_path
-from centernet.engines import EngineOptions, open_engine
+from centernet.engines import EngineConfig, open_engine
 from centernet.measure import describe_machine, time_end_to_end, time_network
+from centernet.quantize import BuildConfig, CalibrationConfig, build
 from centernet.runtime import Detector, collect_image_paths
 
 ENGINES = ("onnxruntime", "openvino")
@@ -48,7 +48,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def make_builds(args: argparse.Namespace, work: Path) -> dict[str, Path]:
-    from centernet.build import ExportConfig, export_onnx
+    from centernet.export import ExportConfig, export_onnx
     from centernet.models import load_checkpoint
 
     checkpoint = Path(args.checkpoint) if args.checkpoint else default_model_path()
@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     paths = [str(p) for p in collect_image_paths([args.images]).paths][: args.e2e_images]
     batches = [int(b) for b in args.batches.split(",")]
     engines = {
-        (precision, name): open_engine(path, name, EngineOptions())
+        (precision, name): open_engine(path, name, EngineConfig())
         for precision, path in builds.items()
         for name in ENGINES
     }

@@ -37,7 +37,7 @@ import torch
 
 from centernet.datasets import SynthConfig, load_annotations, render_sample, write_dataset
 from centernet.demo import EVAL_SEED, bundled_photos, default_model_path
-from centernet.engines import EngineOptions, open_engine
+from centernet.engines import EngineConfig, open_engine
 from centernet.errors import MissingDependencyError
 from centernet.measure import (
     DeviceBenchRow,
@@ -122,8 +122,8 @@ def release(device: str) -> None:
 
 
 def measure_speed(args, checkpoint: Path, encoded: list[bytes], log) -> dict:
-    base = EngineOptions(device=args.device)
-    eager_options = EngineOptions(device=args.device, precision="fp32", channels_last=False,
+    base = EngineConfig(device=args.device)
+    eager_options = EngineConfig(device=args.device, precision="fp32", channels_last=False,
                                   capture="eager")  # fmt: skip
     eager = open_engine(checkpoint, "torch", eager_options)
     baseline = {}
@@ -134,7 +134,7 @@ def measure_speed(args, checkpoint: Path, encoded: list[bytes], log) -> dict:
     release(args.device)
     table: dict[str, list[DeviceBenchRow]] = {}
     for precision in args.precisions:
-        options = EngineOptions(**{**asdict(base), "precision": precision})
+        options = EngineConfig(**{**asdict(base), "precision": precision})
         engine = open_engine(checkpoint, "torch", options)
 
         def heard(row: DeviceBenchRow, precision=precision) -> None:
@@ -152,7 +152,7 @@ def measure_speed(args, checkpoint: Path, encoded: list[bytes], log) -> dict:
     compiled = None
     if args.compile and time.perf_counter() - args.started < args.budget_s - 180:
         try:
-            options = EngineOptions(device=args.device, precision="fp16", capture="compile")
+            options = EngineConfig(device=args.device, precision="fp16", capture="compile")
             engine = open_engine(checkpoint, "torch", options)
             compiled = time_forward(engine, 8, args.iterations, 10)
             log(f"torch.compile reduce-overhead fp16 batch 8: {compiled.images_per_s:.1f} img/s")
@@ -172,7 +172,7 @@ def measure_ap(args, work: Path, log) -> dict:
     runs = [("host", "fp32")] + [("device", p) for p in args.precisions]
     results, evaluator = {}, "pycocotools"
     for pipeline, precision in runs:
-        options = EngineOptions(device=args.device, precision=precision, **size)
+        options = EngineConfig(device=args.device, precision=precision, **size)
         detector = Detector(default_model_path(), batch_size=8, options=options, pipeline=pipeline)
         try:
             ap = evaluate_detector(detector, annotations, work / "synth" / "images").stats["AP"]

@@ -36,18 +36,18 @@ from pathlib import Path
 
 import numpy as np
 
-from centernet.build import (
-    BuildConfig,
-    CalibrationConfig,
-    ExportConfig,
-    FinetuneConfig,
-    build,
-    export_onnx,
-)
 from centernet.datasets import detections_to_coco, load_annotations
-from centernet.engines import EngineOptions, open_engine
+from centernet.engines import EngineConfig, open_engine, options_for
+from centernet.export import ExportConfig, export_onnx
 from centernet.measure import describe_machine
 from centernet.models import load_checkpoint
+from centernet.quantize import (
+    BuildConfig,
+    CalibrationConfig,
+    FinetuneConfig,
+    SearchConfig,
+    build,
+)
 from centernet.runtime import (
     PostprocessConfig,
     PreprocessConfig,
@@ -138,7 +138,9 @@ class HeldOut:
         cache = work / "outputs" / f"{model.name}.{engine}.npz"
         if cache.exists() and cache.stat().st_mtime > model.stat().st_mtime:
             return dict(np.load(cache))
-        runner = open_engine(model, engine, EngineOptions(cache_dir=str(work / "ov_cache")))
+        runner = open_engine(
+            model, engine, options_for(engine, EngineConfig(cache_dir=str(work / "ov_cache")))
+        )
         rows = runner.batch_size or batch
         parts: dict[str, list] = {}
         for start in range(0, len(self.inputs), rows):
@@ -208,12 +210,12 @@ def builds(calib: Path, count: int, qat_steps: int) -> dict[str, tuple[str, Buil
     """name -> (file suffix, config): the defaults a user gets, plus the options."""
     images = str(calib / "images")
     cal = CalibrationConfig(images, count)
-    ann = CalibrationConfig(images, count, annotations=str(calib / "instances.json"))
+    ann = SearchConfig(annotations=str(calib / "instances.json"))
     return {
         "fp16": (".onnx", BuildConfig("fp16")),
         "int8": (".onnx", BuildConfig("int8", cal)),
         "int8-mixed": (".onnx", BuildConfig("int8-mixed", cal)),
-        "int8-mixed --calib-ann": (".onnx", BuildConfig("int8-mixed", ann)),
+        "int8-mixed --calib-ann": (".onnx", BuildConfig("int8-mixed", cal, search=ann)),
         f"int8 --qat-steps {qat_steps}": (
             ".onnx",
             BuildConfig("int8", cal, finetune=FinetuneConfig(steps=qat_steps)),
@@ -227,7 +229,10 @@ def builds(calib: Path, count: int, qat_steps: int) -> dict[str, tuple[str, Buil
         "IR int8-mixed --probe-images 96 --check-images 54": (
             ".xml",
             BuildConfig(
-                "int8-mixed", cal, target="openvino", mixed_probe_images=96, mixed_check_images=54
+                "int8-mixed",
+                cal,
+                target="openvino",
+                search=SearchConfig(probe_images=96, check_images=54),
             ),
         ),
     }
@@ -277,8 +282,8 @@ def analysis(held: HeldOut, work: Path, fp32: Path, int8: Path, engine: str) -> 
     """Per-output error, hybrid outputs and per-block float of the int8 build."""
     import onnx
 
-    from centernet.build import keep_float, output_error, prepare_for_quantization
     from centernet.modelfile import load_centernet_onnx, write_spec
+    from centernet.quantize import keep_float, output_error, prepare_for_quantization
 
     ref = held.outputs(fp32, engine, work)
     q = held.outputs(int8, engine, work)
@@ -345,7 +350,9 @@ def speed(
     builds so that a load change on the shared machine hits every build alike."""
     runners = {"torch eager fp32": torch_eager(checkpoint)}
     for name, (path, engine) in paths.items():
-        runners[name] = open_engine(path, engine, EngineOptions(cache_dir=str(work / "ov_cache")))
+        runners[name] = open_engine(
+            path, engine, options_for(engine, EngineConfig(cache_dir=str(work / "ov_cache")))
+        )
     rng = np.random.default_rng(0)
     inputs = {b: rng.standard_normal((b, 3, *size)).astype(np.float32) for b in (1, 8)}
     samples: dict[str, dict[int, list[float]]] = {n: {1: [], 8: []} for n in runners}

@@ -16,11 +16,12 @@ import json
 import sys
 from pathlib import Path
 
-from centernet.build import BuildConfig, CalibrationConfig, ExportConfig, build, export_onnx
 from centernet.datasets import load_annotations
-from centernet.engines import EngineOptions
+from centernet.engines import EngineConfig
+from centernet.export import ExportConfig, export_onnx
 from centernet.measure import evaluate_detector
 from centernet.models import load_checkpoint
+from centernet.quantize import BuildConfig, CalibrationConfig, SearchConfig, build
 from centernet.runtime import Detector
 
 
@@ -45,7 +46,7 @@ def main() -> int:
     configs = {"fp16": BuildConfig("fp16"), "int8": BuildConfig("int8", calibration)}
     for n in (int(v) for v in args.mixed.split(",")):
         configs[f"int8-mixed (heads + up to {n} convs float)"] = BuildConfig(
-            "int8-mixed", calibration, mixed_max_layers=n
+            "int8-mixed", calibration, search=SearchConfig(max_layers=n)
         )
     paths = {"fp32": fp32}
     for i, (name, config) in enumerate(configs.items()):
@@ -57,7 +58,7 @@ def main() -> int:
     stats = {}
     for name, path in paths.items():
         detector = Detector(
-            path, engine="onnxruntime", batch_size=4, options=EngineOptions(threads=args.threads)
+            path, engine="onnxruntime", batch_size=4, options=EngineConfig(threads=args.threads)
         )
         outcome = evaluate_detector(detector, annotations, Path(args.val) / "images", args.limit)
         stats[name] = {k: outcome.stats[k] for k in ("AP", "AP50", "AP_small")}

@@ -24,11 +24,12 @@ import sys
 import time
 from pathlib import Path
 
-from centernet.build import BuildConfig, CalibrationConfig, ExportConfig, build, export_onnx
 from centernet.datasets import load_annotations
-from centernet.engines import EngineOptions, open_engine
+from centernet.engines import EngineConfig, open_engine, options_for
+from centernet.export import ExportConfig, export_onnx
 from centernet.measure import describe_machine, evaluate_detector, time_network
 from centernet.models import load_checkpoint
+from centernet.quantize import BuildConfig, CalibrationConfig, SearchConfig, build
 from centernet.runtime import Detector
 
 BUNDLED = Path(__file__).resolve().parents[1] / "src/centernet/assets/default_model.pth"
@@ -60,17 +61,17 @@ def accuracy_builds(calib: Path, images: Path) -> dict[str, BuildConfig]:
         "int8, minmax-ma 300": BuildConfig("int8", cal("minmax-ma", 300)),
         "int8, minmax 300": BuildConfig("int8", cal("minmax", 300)),
         "int8-mixed old (heads + SQNR, up to 6), minmax-ma 100": BuildConfig(
-            "int8-mixed", cal("minmax-ma"), mixed_search="sqnr", mixed_max_layers=6
+            "int8-mixed", cal("minmax-ma"), search=SearchConfig("sqnr", max_layers=6)
         ),
         NO_FLOOR: BuildConfig(
-            "int8-mixed", cal("minmax-ma"), mixed_max_layers=6, mixed_noise_sigmas=0.0
+            "int8-mixed", cal("minmax-ma"), search=SearchConfig(max_layers=6, noise_sigmas=0.0)
         ),
         "int8-mixed new (search, label-free, noise floor 1 grey level), minmax-ma 100": (
-            BuildConfig("int8-mixed", cal("minmax-ma"), mixed_max_layers=6)
+            BuildConfig("int8-mixed", cal("minmax-ma"), search=SearchConfig(max_layers=6))
         ),
         DEFAULT_MIXED: BuildConfig("int8-mixed", cal("minmax")),
         "int8-mixed new (search, --calib-ann), minmax-ma 100": BuildConfig(
-            "int8-mixed", cal("minmax-ma", annotations=ann), mixed_max_layers=6
+            "int8-mixed", cal("minmax-ma"), search=SearchConfig(max_layers=6, annotations=ann)
         ),
     }
 
@@ -165,7 +166,11 @@ def main() -> int:
     results["speed"]["torch eager fp32"] = torch_ms
     for name, path in paths.items():
         for engine_name in ("onnxruntime", "openvino"):
-            engine = open_engine(path, engine_name, EngineOptions(cache_dir=str(work / "ov")))
+            engine = open_engine(
+                path,
+                engine_name,
+                options_for(engine_name, EngineConfig(cache_dir=str(work / "ov"))),
+            )
             timings = {
                 b: time_network(engine, b, args.iterations, warmup=2).p50_ms / b for b in (1, 8)
             }

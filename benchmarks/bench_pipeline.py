@@ -26,11 +26,12 @@ import cv2
 import numpy as np
 import torch
 
-from centernet.build import BuildConfig, CalibrationConfig, ExportConfig, build, export_onnx
 from centernet.classes import class_names_for
-from centernet.engines import EngineOptions, open_engine
+from centernet.engines import EngineConfig, open_engine, options_for
+from centernet.export import ExportConfig, export_onnx
 from centernet.measure import time_end_to_end, time_network
 from centernet.models import create_model, load_checkpoint, settle_batchnorm
+from centernet.quantize import BuildConfig, CalibrationConfig, build
 from centernet.runtime import Detector, get_affine_transform
 from centernet.types import COCO_MEAN, COCO_STD, ModelSpec
 
@@ -102,7 +103,7 @@ def main() -> int:
         build(topk, int8_topk, BuildConfig("int8", calibration))
     photos = sorted(str(p) for p in Path(args.photos).glob("*.jpg"))
     files = (photos * (args.images // len(photos) + 1))[: args.images]
-    options = EngineOptions(threads=args.threads, cache_dir=str(work / "ov_cache"))
+    options = EngineConfig(threads=args.threads, cache_dir=str(work / "ov_cache"))
 
     print(f"\n{label}, int8, {args.threads} threads, {len(files)} photos per run\n")
     print(
@@ -111,7 +112,7 @@ def main() -> int:
     )
     print("|---|---|---|---|---|---|---|")
     for engine_name in args.engines.split(","):
-        engine = open_engine(int8, engine_name, options)
+        engine = open_engine(int8, engine_name, options_for(engine_name, options))
         for batch in [int(b) for b in args.batch.split(",")]:
             network_only = time_network(engine, batch, args.iterations).images_per_s
             e2e = time_end_to_end(Detector(engine, batch_size=batch), files, warmup=batch)
@@ -130,7 +131,8 @@ def main() -> int:
         for name, a, b in (("fp32", maps, topk), ("int8", int8, int8_topk)):
             speeds = []
             for path in (a, b):
-                detector = Detector(open_engine(path, engine_name, options), batch_size=1)
+                engine = open_engine(path, engine_name, options_for(engine_name, options))
+                detector = Detector(engine, batch_size=1)
                 speeds.append(time_end_to_end(detector, files, warmup=2))
             faster = "top-K" if speeds[1] > speeds[0] else "maps"
             print(

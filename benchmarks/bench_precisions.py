@@ -22,11 +22,12 @@ from pathlib import Path
 
 import torch
 
-from centernet.build import BuildConfig, CalibrationConfig, ExportConfig, build, export_onnx
 from centernet.datasets import load_annotations
-from centernet.engines import EngineOptions, TorchEngine, open_engine
+from centernet.engines import EngineConfig, TorchEngine, open_engine, options_for
+from centernet.export import ExportConfig, export_onnx
 from centernet.measure import evaluate_detector, time_network
 from centernet.models import create_model, load_checkpoint, save_checkpoint, settle_batchnorm
+from centernet.quantize import BuildConfig, CalibrationConfig, build
 from centernet.runtime import Detector
 
 PRECISIONS = ("fp32", "fp16", "int8", "int8-mixed")
@@ -86,12 +87,15 @@ def main() -> int:
         f"{torch.get_num_threads()} threads",
         "kept_float": kept,
     }
-    options = EngineOptions(threads=args.threads, cache_dir=str(work / "ov_cache"))
+    options = EngineConfig(threads=args.threads, cache_dir=str(work / "ov_cache"))
     if not args.no_eval:
         annotations = load_annotations(Path(args.val) / "instances.json")
         accuracy = {}
         for precision, path in paths.items():
-            detector = Detector(path, engine="onnxruntime", batch_size=1, options=options)
+            detector = Detector(
+                path, engine="onnxruntime", batch_size=1,
+                options=options_for("onnxruntime", options),
+            )
             outcome = evaluate_detector(
                 detector, annotations, Path(args.val) / "images", args.limit
             )
@@ -112,7 +116,7 @@ def main() -> int:
     timings = {"torch eager fp32": time_network(baseline, 1, args.iterations)}
     for engine_name in args.engines.split(","):
         for precision, path in paths.items():
-            engine = open_engine(path, engine_name, options)
+            engine = open_engine(path, engine_name, options_for(engine_name, options))
             timings[f"{engine_name} {precision}"] = time_network(engine, 1, args.iterations)
     timings["torch eager fp32 (again)"] = time_network(baseline, 1, args.iterations)
     base = (timings["torch eager fp32"].p50_ms + timings["torch eager fp32 (again)"].p50_ms) / 2

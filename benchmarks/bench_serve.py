@@ -28,7 +28,7 @@ from pathlib import Path
 
 from centernet.measure import describe_machine
 from centernet.runtime import Detector
-from centernet.serve import LoadSettings, load_uploads, run_load
+from centernet.serve import LoadConfig, load_uploads, run_load
 
 
 def stream_rate(model: str, engine: str, images: list[bytes], batch: int) -> float:
@@ -80,11 +80,11 @@ def main() -> None:
         print(f"Detector.stream batch {batch}: {stream[batch][-1]:.2f} images/s", flush=True)
     process, url = start_server(args.model, args.engine, args.max_batch, args.max_delay_ms)
     try:  # ... then the server, warmed up, at each concurrency ...
-        run_load(url, uploads, LoadSettings(concurrency=4, requests=16))
+        run_load(url, uploads, LoadConfig(concurrency=4, requests=16))
         for concurrency in [int(c) for c in args.concurrency.split(",")]:
             result = run_load(
                 url, uploads,
-                LoadSettings(concurrency=concurrency, requests=args.requests, duration_s=600),
+                LoadConfig(concurrency=concurrency, requests=args.requests, duration_s=600),
             )  # fmt: skip
             assert not result.failures, result.failures
             levels[concurrency] = {

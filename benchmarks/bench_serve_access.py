@@ -33,9 +33,9 @@ from pathlib import Path
 
 from centernet.measure import describe_machine
 from centernet.serve import (
-    Access,
+    AccessConfig,
     DetectionService,
-    LoadSettings,
+    LoadConfig,
     ReceiveDeadline,
     ServeConfig,
     create_app,
@@ -92,9 +92,9 @@ async def trivial(scope: dict, receive, send) -> None:
 
 def in_process(model: str, calls: int) -> dict[str, float]:
     variants = {
-        "no keys": Access(),
-        "API key": Access(api_keys=(KEY,)),
-        "API key + CORS origin": Access(api_keys=(KEY,), cors_origins=("https://a.example",)),
+        "no keys": AccessConfig(),
+        "API key": AccessConfig(api_keys=(KEY,)),
+        "API key + CORS origin": AccessConfig(api_keys=(KEY,), cors_origins=("https://a.example",)),
     }
     service = DetectionService(ServeConfig(model))
     auth = [(b"authorization", f"Bearer {KEY}".encode()), (b"origin", b"https://a.example")]
@@ -136,11 +136,11 @@ def start_server(model: str, options: list[str]) -> tuple[subprocess.Popen, str]
 def end_to_end(args: argparse.Namespace, folder: Path) -> dict[str, list[dict]]:
     cert, key = self_signed(folder)
     variants = {
-        "plain": ([], LoadSettings()),
-        "API key": (["--api-key", KEY], LoadSettings(api_key=KEY)),
+        "plain": ([], LoadConfig()),
+        "API key": (["--api-key", KEY], LoadConfig(api_key=KEY)),
         "API key + TLS": (
             ["--api-key", KEY, "--ssl-certfile", str(cert), "--ssl-keyfile", str(key)],
-            LoadSettings(api_key=KEY, cafile=str(cert)),
+            LoadConfig(api_key=KEY, cafile=str(cert)),
         ),
     }
     uploads = load_uploads(sorted(Path(args.images).glob("*.jpg")))

@@ -39,7 +39,7 @@ import numpy as np
 from centernet.measure import describe_machine
 from centernet.runtime import Detector
 from centernet.video.run import (
-    VideoRunSettings,
+    VideoRunConfig,
     detector_threshold,
     open_source,
     run_video,
@@ -56,8 +56,8 @@ def export_default(path: Path, size: int) -> Path:
     """The bundled default model as ONNX at ``size`` (dynamic batch), made once."""
     if path.exists():
         return path
-    from centernet.build import ExportConfig, export_onnx
     from centernet.demo import default_model_path
+    from centernet.export import ExportConfig, export_onnx
     from centernet.models import load_checkpoint
 
     loaded = load_checkpoint(default_model_path())
@@ -105,7 +105,7 @@ def time_stream(detector: Detector, sources: list) -> tuple[float, float]:
 
 
 def time_video(
-    detector: Detector, clip: Path, out: Path, settings: VideoRunSettings
+    detector: Detector, clip: Path, out: Path, settings: VideoRunConfig
 ) -> tuple[float, float]:
     """(frames/s, CPU ms per frame) of ``run_video`` on ``clip``."""
     started, cpu = time.perf_counter(), cpu_seconds()
@@ -140,7 +140,7 @@ def main() -> int:
         cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, 95])[1].tobytes() for frame in arrays
     ]
     decoding = decode_costs(clip, jpegs)
-    settings = VideoRunSettings(threshold=args.threshold, track=args.track)
+    settings = VideoRunConfig(threshold=args.threshold, track=args.track)
     detector = Detector(
         model, engine=args.engine, threshold=detector_threshold(settings), batch_size=args.batch
     )

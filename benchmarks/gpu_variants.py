@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from centernet.engines import EngineOptions, open_engine
+from centernet.engines import EngineConfig, open_engine
 from centernet.measure import time_forward
 from centernet.models import create_model, save_checkpoint, settle_batchnorm
 
@@ -32,7 +32,7 @@ def main() -> int:
     for precision in ("fp32", "tf32", "fp16", "bf16"):
         for channels_last in (False, True):
             for capture in ("eager", "graph"):
-                options = EngineOptions(
+                options = EngineConfig(
                     device="cuda", precision=precision, channels_last=channels_last, capture=capture
                 )
                 engine = open_engine(ckpt, "torch", options)
@@ -49,7 +49,7 @@ def main() -> int:
         if time.perf_counter() - started > 150:
             break
         try:
-            options = EngineOptions(device="cuda", precision=precision, capture="compile")
+            options = EngineConfig(device="cuda", precision=precision, capture="compile")
             engine = open_engine(ckpt, "torch", options)
             for batch in (8, 32):
                 t = time_forward(engine, batch, 30, 10)

@@ -28,7 +28,7 @@ def make_tiny_network(num_classes: int = len(TINY_CLASSES), seed: int = 0):
 
 
 def export_tiny(network, path: Path, **config_kwargs) -> Path:
-    from centernet.build.export import ExportConfig, export_onnx
+    from centernet.export.onnx_graph import ExportConfig, export_onnx
     from centernet.types import ModelSpec
 
     spec = ModelSpec(

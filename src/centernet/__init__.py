@@ -13,7 +13,8 @@ __version__ = "0.1.0"
 # here so that importing the package costs no more than this file)
 _EXPORTS = {
     "Detector": "runtime.detector",
-    "DetectorSettings": "runtime.detector",
+    "DetectorConfig": "runtime.detector",
+    "DetectorSettings": "runtime.detector",  # the name before 0.2: DetectorConfig
     "DetectionResult": "runtime.stages",
     "Detections": "types",
     "Letterbox": "types",

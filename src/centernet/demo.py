@@ -10,20 +10,19 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 
 import cv2
 
-from centernet.build.quantize import PRECISIONS, BuildConfig, CalibrationConfig
-from centernet.build.recipe import build
-from centernet.build.sensitivity import SearchConfig
 from centernet.datasets.synthetic import write_dataset
 from centernet.errors import CenterNetError
 from centernet.measure.report import Report, ReportConfig, make_report
 from centernet.measure.report_files import write_report
 from centernet.progress import Progress
+from centernet.quantize.config import PRECISIONS, BuildConfig, CalibrationConfig, SearchConfig
+from centernet.quantize.recipe import build
 from centernet.runtime.detector import Detector
 from centernet.runtime.draw import draw_detections
 
@@ -160,7 +159,7 @@ def run_demo(
     """Run every step into ``out``; ``on_step`` hears the name of each step as it starts,
     ``progress`` the stages inside the long ones (int8 builds, measurements). The report
     records how long each stage took (``Report.stage_seconds``)."""
-    from centernet.build.export import ExportConfig, export_onnx
+    from centernet.export.onnx_graph import ExportConfig, export_onnx
     from centernet.models.checkpoint import load_checkpoint
 
     clock = StageClock(progress)
@@ -186,6 +185,31 @@ def run_demo(
     fp32 = models / "fp32.onnx"
     export_onnx(loaded.model, fp32, spec, ExportConfig(dynamic_batch=True))
 
+    built, notes = _build_precisions(fp32, out, config, step, progress)
+
+    step("detect (annotated images)")
+    annotated = _annotate(built["int8-mixed"], out, config, spec.class_names)
+
+    step("report: AP and images/s per precision and batch")
+    report = make_report(
+        [built[p] for p in PRECISIONS],
+        out / "synthetic" / "images",
+        ann,
+        config.report,
+        baseline=checkpoint,
+        progress=progress,
+    )
+    report.stage_seconds = clock.finish()
+    report.notes = notes
+    files = write_report(report, out)
+    return DemoResult(out, report, files, annotated, list(spec.class_names))
+
+
+def _build_precisions(
+    fp32: Path, out: Path, config: DemoConfig, step: Callable[[str], None], progress: Progress
+) -> tuple[dict[str, Path], list[str]]:
+    """Every precision build of the export (the builds, and notes for the report)."""
+    models = fp32.parent
     built = {"fp32": fp32}
     notes = [
         f"int8 calibrated on {config.calib_images} synthetic images (seed {CALIB_SEED}); "
@@ -203,19 +227,20 @@ def run_demo(
             continue
         step(f"build {precision}")
         built[precision] = models / f"{precision}.onnx"
-        done = build(
-            fp32,
-            built[precision],
-            BuildConfig(precision, calibration if "int8" in precision else None),
-            progress,
-            config.search if precision == "int8-mixed" else None,
-        )
+        int8 = precision.startswith("int8")
+        settings = BuildConfig(precision, calibration if int8 else None)
+        if precision == "int8-mixed":
+            settings = replace(settings, search=config.search)
+        done = build(fp32, built[precision], settings, progress)
         if precision == "int8-mixed":
             notes.append(_search_note(config.search, done))
+    return built, notes
 
-    step("detect (annotated images)")
+
+def _annotate(model: Path, out: Path, config: DemoConfig, class_names: list[str]) -> list[Path]:
+    """Annotated copies of 8 synthetic images (and the bundled photos) by ``model``."""
     annotated = []
-    detector = Detector(built["int8-mixed"], threshold=config.threshold, batch_size=4)
+    detector = Detector(model, threshold=config.threshold, batch_size=4)
     sources = sorted((out / "synthetic" / "images").glob("*.jpg"))[:8]
     if config.photos:
         sources += bundled_photos()
@@ -223,21 +248,6 @@ def run_demo(
     for result in detector.stream([str(s) for s in sources]):
         if result.ok:
             target = out / "annotated" / Path(result.source).name
-            cv2.imwrite(
-                str(target), draw_detections(result.image, result.detections, spec.class_names)
-            )
+            cv2.imwrite(str(target), draw_detections(result.image, result.detections, class_names))
             annotated.append(target)
-
-    step("report: AP and images/s per precision and batch")
-    report = make_report(
-        [built[p] for p in PRECISIONS],
-        out / "synthetic" / "images",
-        ann,
-        config.report,
-        baseline=checkpoint,
-        progress=progress,
-    )
-    report.stage_seconds = clock.finish()
-    report.notes = notes
-    files = write_report(report, out)
-    return DemoResult(out, report, files, annotated, list(spec.class_names))
+    return annotated

@@ -39,9 +39,11 @@ class MissingDependencyError(CenterNetError):
         )
 
 
-#: Parameters whose command-line flag is not the parameter's name with dashes.
-_FLAG_NAMES = {"keep_float_layers": "keep-float", "calib_images": "calib-images"}
-_PARAMETER = re.compile(r'`(\w+)(?:="([^"`]*)")?`')
+#: Parameters whose command-line flag is not the parameter's name with dashes; the CLI
+#: adds every option it generates from a settings class (``cli/config_args.py``), under
+#: the field's dotted path (``calibration.bins``) and its name.
+FLAG_NAMES = {"keep_float_layers": "keep-float", "calib_images": "calib-images"}
+_PARAMETER = re.compile(r'`([\w.]+)(?:="([^"`]*)")?`')
 
 
 def as_command_line(message: str) -> str:
@@ -51,7 +53,7 @@ def as_command_line(message: str) -> str:
 
     def flag(match: re.Match) -> str:
         name, value = match.group(1), match.group(2)
-        text = "--" + _FLAG_NAMES.get(name, name.replace("_", "-"))
+        text = "--" + FLAG_NAMES.get(name, name.replace("_", "-"))
         return text if value is None else f"{text} {value}"
 
     return _PARAMETER.sub(flag, message)

@@ -117,13 +117,13 @@ def test_eval_on_ray_gives_the_local_metrics(tiny_onnx_dynamic, tmp_path, capsys
 
 def test_ray_serve_answers_like_the_plain_server(tiny_onnx_dynamic, photo_paths, local_ray):
     from centernet.distributed.ray import (
-        RaySettings,
+        RayConfig,
         ServeScale,
         deploy_on_ray_serve,
         stop_ray_serve,
     )
     from centernet.runtime.detector import Detector
-    from centernet.serve.config import BatchSettings, ServeConfig
+    from centernet.serve.config import BatchConfig, ServeConfig
     from tests.helpers import assert_detections_close
     from tests.serve.helpers import request, v1_detections, v2_outputs
 
@@ -132,9 +132,9 @@ def test_ray_serve_answers_like_the_plain_server(tiny_onnx_dynamic, photo_paths,
     port = probe.getsockname()[1]
     probe.close()
     config = ServeConfig(
-        tiny_onnx_dynamic, name="tiny", threshold=0.1, batching=BatchSettings(max_delay_s=0.02)
+        tiny_onnx_dynamic, name="tiny", threshold=0.1, batching=BatchConfig(max_delay_s=0.02)
     )
-    url = deploy_on_ray_serve(config, "127.0.0.1", port, ServeScale(1), RaySettings())
+    url = deploy_on_ray_serve(config, "127.0.0.1", port, ServeScale(1), RayConfig())
     try:
         want = Detector(tiny_onnx_dynamic, threshold=0.1)([str(p) for p in photo_paths[:2]])
         answer = request(url, "POST", "/v1/detect", photo_paths[0].read_bytes(),

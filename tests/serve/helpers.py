@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from centernet.serve.config import BatchSettings, Limits, ServeConfig
+from centernet.serve.config import BatchConfig, LimitsConfig, ServeConfig
 from centernet.serve.server import bind, make_server, url_of
 from centernet.serve.service import DetectionService
 from centernet.types import Detections
@@ -117,8 +117,8 @@ def tiny_config(model, **changes) -> ServeConfig:
         model,
         name="tiny",
         threshold=THRESHOLD,
-        batching=BatchSettings(max_batch=8, max_delay_s=0.02, max_queue=64),
-        limits=Limits(max_body_bytes=1 << 20, max_pixels=4_000_000, timeout_s=30.0),
+        batching=BatchConfig(max_batch=8, max_delay_s=0.02, max_queue=64),
+        limits=LimitsConfig(max_body_bytes=1 << 20, max_pixels=4_000_000, timeout_s=30.0),
     )
     return replace(config, **changes)
 

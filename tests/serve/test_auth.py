@@ -27,7 +27,7 @@ from centernet.errors import CenterNetError
 from centernet.runtime.detector import Detector
 from centernet.serve.auth import BearerAuth, bearer_token, read_api_keys
 from centernet.serve.client import detect as client_detect
-from centernet.serve.config import Access, Transport
+from centernet.serve.config import AccessConfig, TransportConfig
 from centernet.serve.service import DetectionService
 from tests.helpers import assert_detections_close
 from tests.serve.helpers import (
@@ -96,7 +96,7 @@ def photo(photo_paths) -> bytes:
 
 @pytest.fixture(scope="module")
 def keyed(tiny_onnx_dynamic):
-    config = tiny_config(tiny_onnx_dynamic, access=Access(api_keys=(KEY, FILE_KEY)))
+    config = tiny_config(tiny_onnx_dynamic, access=AccessConfig(api_keys=(KEY, FILE_KEY)))
     with RunningServer(DetectionService(config)) as running:
         yield running
 
@@ -156,7 +156,7 @@ def test_health_probes_and_the_page_need_no_key(keyed):
 
 def test_metrics_are_open_only_with_metrics_public(tiny_onnx_dynamic, keyed, photo):
     assert_refused(keyed.request("GET", "/metrics"), "missing")
-    access = Access(api_keys=(KEY,), metrics_public=True)
+    access = AccessConfig(api_keys=(KEY,), metrics_public=True)
     with RunningServer(DetectionService(tiny_config(tiny_onnx_dynamic, access=access))) as s:
         answer = s.request("GET", "/metrics")
         assert answer.status == 200 and "centernet_auth_failures_total" in answer.body.decode()
@@ -165,7 +165,7 @@ def test_metrics_are_open_only_with_metrics_public(tiny_onnx_dynamic, keyed, pho
 
 
 def test_wrong_keys_never_reach_the_model(tiny_onnx_dynamic, photo):
-    service = DetectionService(tiny_config(tiny_onnx_dynamic, access=Access(api_keys=(KEY,))))
+    service = DetectionService(tiny_config(tiny_onnx_dynamic, access=AccessConfig(api_keys=(KEY,))))
     calls: list[int] = []
     detect = service.detect
 
@@ -219,7 +219,7 @@ def test_cors_only_for_the_origins_given(tiny_onnx_dynamic, keyed, photo):
     # the default: no origin is allowed, no CORS header on any answer
     answer = keyed.request("POST", "/v1/detect", photo, {**JPEG, **bearer(KEY), "Origin": site})
     assert answer.status == 200 and "access-control-allow-origin" not in answer.headers
-    access = Access(api_keys=(KEY,), cors_origins=(site,))
+    access = AccessConfig(api_keys=(KEY,), cors_origins=(site,))
     with RunningServer(DetectionService(tiny_config(tiny_onnx_dynamic, access=access))) as s:
         answer = s.request("OPTIONS", "/v1/detect", None, preflight)  # a preflight has no key
         assert answer.status == 200, answer.body
@@ -249,7 +249,7 @@ def test_api_keys_from_arguments_and_a_file(tmp_path):
     with pytest.raises(CenterNetError, match="line 2 of .*without spaces") as error:
         read_api_keys([], tmp_path / "spaced.txt")
     assert "secret" not in str(error.value)  # the place is named, never the key
-    assert KEY not in repr(Access(api_keys=(KEY,)))
+    assert KEY not in repr(AccessConfig(api_keys=(KEY,)))
 
 
 def test_bearer_tokens_are_parsed_and_compared_with_every_key():
@@ -261,7 +261,7 @@ def test_bearer_tokens_are_parsed_and_compared_with_every_key():
     assert bearer_token(scope(b"Basic abc")) is None
     assert bearer_token(scope(b"Bearer ")) is None
     assert bearer_token({"headers": []}) is None
-    auth = BearerAuth(None, ["first", "second-key"], Access(), failures=None)
+    auth = BearerAuth(None, ["first", "second-key"], AccessConfig(), failures=None)
     assert auth.accepts(b"first") and auth.accepts(b"second-key")
     assert not auth.accepts(b"firs") and not auth.accepts(b"second-keyy")
     assert not auth.accepts(b"") and not auth.accepts("first".encode("utf-16"))
@@ -270,11 +270,11 @@ def test_bearer_tokens_are_parsed_and_compared_with_every_key():
 def test_a_public_address_without_a_key_or_tls_is_warned_about_in_one_line():
     from centernet.cli.serve import describe_access
 
-    [line] = describe_access(Access(), "0.0.0.0")
+    [line] = describe_access(AccessConfig(), "0.0.0.0")
     assert "warning" in line and "without --api-key" in line and "\n" not in line
-    assert describe_access(Access(), "127.0.0.1") == []
-    assert describe_access(Access(), "::1") == []
-    keys = Access(api_keys=("a", "b"))
+    assert describe_access(AccessConfig(), "127.0.0.1") == []
+    assert describe_access(AccessConfig(), "::1") == []
+    keys = AccessConfig(api_keys=("a", "b"))
     assert describe_access(keys, "0.0.0.0", tls=True) == [
         "centernet: 2 API keys; /metrics needs a key"
     ]
@@ -446,7 +446,7 @@ def wait_until(condition, seconds: float = 5.0) -> None:
 
 
 def test_idle_keep_alive_connections_close_after_the_timeout(tiny_onnx_dynamic):
-    config = tiny_config(tiny_onnx_dynamic, transport=Transport(keep_alive_s=1))
+    config = tiny_config(tiny_onnx_dynamic, transport=TransportConfig(keep_alive_s=1))
     with RunningServer(DetectionService(config)) as server:
         parts = urllib.parse.urlsplit(server.url)
         with socket.create_connection((parts.hostname, parts.port), timeout=10) as sock:
@@ -469,7 +469,7 @@ def test_the_command_line_makes_the_access_settings(tmp_path, monkeypatch):
 
     monkeypatch.delenv("CENTERNET_API_KEY", raising=False)
     access, transport = settings()
-    assert access == Access() and transport == Transport()  # open, no TLS, the page on
+    assert access == AccessConfig() and transport == TransportConfig()  # open, no TLS, the page on
     keys = tmp_path / "keys"
     keys.write_text(f"{FILE_KEY}\n")
     monkeypatch.setenv("CENTERNET_API_KEY", KEY)

@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 import pytest
 
-from centernet.serve.config import BatchSettings, Limits
+from centernet.serve.config import BatchConfig, LimitsConfig
 from centernet.serve.service import DetectionService
 from tests.serve.helpers import RunningServer, request, tiny_config
 
@@ -187,7 +187,7 @@ def wait_for(condition, seconds: float = 10.0) -> None:
 
 def test_a_full_queue_answers_503_at_once(tiny_onnx_dynamic, files):
     service = slow_service(
-        tiny_onnx_dynamic, 1.0, batching=BatchSettings(max_batch=1, max_delay_s=0, max_queue=1)
+        tiny_onnx_dynamic, 1.0, batching=BatchConfig(max_batch=1, max_delay_s=0, max_queue=1)
     )
     with RunningServer(service) as server:
         answers: list = [None, None]
@@ -209,8 +209,8 @@ def test_a_request_not_done_in_time_answers_504_and_the_queue_recovers(tiny_onnx
     service = slow_service(
         tiny_onnx_dynamic,
         0.6,
-        limits=Limits(max_body_bytes=1 << 20, max_pixels=4_000_000, timeout_s=0.3),
-        batching=BatchSettings(max_batch=1, max_delay_s=0, max_queue=4),
+        limits=LimitsConfig(max_body_bytes=1 << 20, max_pixels=4_000_000, timeout_s=0.3),
+        batching=BatchConfig(max_batch=1, max_delay_s=0, max_queue=4),
     )
     with RunningServer(service) as server:
         answer = server.request(

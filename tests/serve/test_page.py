@@ -29,7 +29,7 @@ import pytest
 from centernet.datasets.coco import category_ids_for
 from centernet.demo import default_model_path
 from centernet.runtime.draw import class_colour
-from centernet.serve.config import Access
+from centernet.serve.config import AccessConfig
 from centernet.serve.service import DetectionService
 from tests.serve.helpers import RunningServer, request, serve_process, tiny_config
 
@@ -369,7 +369,7 @@ def test_the_page_is_self_contained():
 
 
 def test_the_page_is_served_open_and_no_ui_turns_it_off(tiny_onnx_dynamic):
-    config = tiny_config(tiny_onnx_dynamic, access=Access(api_keys=(KEY,)))
+    config = tiny_config(tiny_onnx_dynamic, access=AccessConfig(api_keys=(KEY,)))
     with RunningServer(DetectionService(config)) as server:
         page = server.request("GET", "/")
         assert page.status == 200 and page.headers["content-type"].startswith("text/html")
@@ -377,7 +377,7 @@ def test_the_page_is_served_open_and_no_ui_turns_it_off(tiny_onnx_dynamic):
         assert "script-src 'self'" in page.headers["content-security-policy"]
         script = server.request("GET", "/ui/app.js")
         assert script.status == 200 and script.body == (STATIC / "app.js").read_bytes()
-    config = tiny_config(tiny_onnx_dynamic, access=Access(ui=False))
+    config = tiny_config(tiny_onnx_dynamic, access=AccessConfig(ui=False))
     with RunningServer(DetectionService(config)) as server:
         for path in ("/", "/ui/app.js", "/ui/index.html"):
             answer = server.request("GET", path)

@@ -23,6 +23,7 @@ ROOT = Path(centernet.__file__).parent
 LAYERS: dict[str, int] = {
     "centernet._lazy": 0,
     "centernet.types": 0,
+    "centernet.config_fields": 0,
     "centernet.errors": 0,
     "centernet.classes": 0,
     "centernet.progress": 0,
@@ -33,7 +34,8 @@ LAYERS: dict[str, int] = {
     "centernet.engines": 2,
     "centernet.runtime": 3,
     "centernet.measure": 4,
-    "centernet.build": 4,
+    "centernet.export": 4,
+    "centernet.quantize": 4,
     "centernet.training": 4,
     "centernet.cli": 5,
     "centernet.serve": 5,

@@ -61,8 +61,8 @@ def shapes_model(tmp_path_factory) -> Path:
     """The bundled default model exported at 256x256 with a dynamic batch: it finds the
     clips' shapes at their own scale, 9x cheaper than at its native 768."""
     pytest.importorskip("torch")
-    from centernet.build.export import ExportConfig, export_onnx
     from centernet.demo import default_model_path
+    from centernet.export.onnx_graph import ExportConfig, export_onnx
     from centernet.models.checkpoint import load_checkpoint
 
     loaded = load_checkpoint(default_model_path())

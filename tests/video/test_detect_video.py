@@ -23,8 +23,8 @@ import pytest
 
 from centernet.cli import main
 from centernet.runtime.detector import Detector
-from centernet.video.run import VideoRunSettings, open_source, run_video
-from centernet.video.sources import FrameSelection
+from centernet.video.run import VideoRunConfig, open_source, run_video
+from centernet.video.sources import FrameSelectionConfig
 from tests.video.conftest import FPS, decode_all
 from tests.video.test_sources import expected_indices, free_port
 
@@ -69,7 +69,7 @@ def test_stride_start_end_pick_frames_and_their_container_timestamps(clip, shape
     out = tmp_path / "out"
     assert main(["detect", str(shapes_model), str(clip.path), "--out", str(out), *options]) == 0
     lines = read_jsonl(out / "lanes.detections.jsonl")
-    expected = expected_indices(clip.frames, FPS, FrameSelection(3, 0.3, 1.3))
+    expected = expected_indices(clip.frames, FPS, FrameSelectionConfig(3, 0.3, 1.3))
     assert expected[0] == 8 and expected[-1] == 32  # 0.3 s is frame 7.5; 1.3 s frame 32.5
     assert [line["frame"] for line in lines] == expected
     assert [line["time"] for line in lines] == pytest.approx([i / FPS for i in expected])
@@ -213,7 +213,7 @@ def test_the_annotated_video_has_the_sources_size_rate_and_processed_frames(
 
 def test_a_live_source_with_a_slow_consumer_drops_the_oldest_frames(clip, shapes_model, tmp_path):
     """The stream path on a local file: paced at 25 fps, the consumer takes 0.1 s a frame."""
-    settings = VideoRunSettings(threshold=THRESHOLD, live=True, queue_size=2)
+    settings = VideoRunConfig(threshold=THRESHOLD, live=True, queue_size=2)
     detector = Detector(shapes_model, threshold=THRESHOLD)
     seen = []
 
@@ -292,7 +292,7 @@ def test_tracking_keeps_one_id_per_moving_shape(clip, shapes_model, tmp_path):
 
 def test_a_run_can_be_stopped_from_another_thread(clip, shapes_model, tmp_path):
     """``stop`` is how the CLI ends a stream on Ctrl-C: frames read are still written."""
-    settings = VideoRunSettings(threshold=THRESHOLD, live=True)
+    settings = VideoRunConfig(threshold=THRESHOLD, live=True)
     detector = Detector(shapes_model, threshold=THRESHOLD)
     stop = threading.Event()
 

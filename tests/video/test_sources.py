@@ -15,7 +15,7 @@ import pytest
 from centernet.errors import CenterNetError
 from centernet.video.sources import (
     FrameReader,
-    FrameSelection,
+    FrameSelectionConfig,
     SourceError,
     VideoSource,
     looks_like_video,
@@ -24,13 +24,15 @@ from centernet.video.sources import (
 from tests.video.conftest import FPS, decode_all
 
 
-def read_all(source: VideoSource, selection: FrameSelection = FrameSelection(), **kwargs):
+def read_all(
+    source: VideoSource, selection: FrameSelectionConfig = FrameSelectionConfig(), **kwargs
+):
     with FrameReader(source, selection, **kwargs) as reader:
         frames = list(reader)
     return frames, reader.status
 
 
-def expected_indices(count: int, fps: float, selection: FrameSelection) -> list[int]:
+def expected_indices(count: int, fps: float, selection: FrameSelectionConfig) -> list[int]:
     """The frames a selection should keep, from the definition: time in [start, end),
     every stride-th from the first one kept, at most max_frames."""
     times = [i / fps for i in range(count)]
@@ -86,11 +88,11 @@ def test_a_file_gives_every_frame_with_its_index_timestamp_and_pixels(clip):
 @pytest.mark.parametrize(
     "selection",
     [
-        FrameSelection(stride=3),
-        FrameSelection(start=0.5, end=1.3),
-        FrameSelection(stride=4, start=0.3, end=1.5),
-        FrameSelection(stride=2, start=0.2, max_frames=5),
-        FrameSelection(start=1.0),
+        FrameSelectionConfig(stride=3),
+        FrameSelectionConfig(start=0.5, end=1.3),
+        FrameSelectionConfig(stride=4, start=0.3, end=1.5),
+        FrameSelectionConfig(stride=2, start=0.2, max_frames=5),
+        FrameSelectionConfig(start=1.0),
     ],
     ids=repr,
 )
@@ -198,7 +200,7 @@ def test_stop_ends_reading_but_hands_out_what_is_queued(clip):
 def test_bad_selections_are_refused():
     for kwargs in ({"stride": 0}, {"start": -1.0}, {"start": 2.0, "end": 1.0}, {"max_frames": 0}):
         with pytest.raises(CenterNetError, match="must"):
-            FrameSelection(**kwargs)
+            FrameSelectionConfig(**kwargs)
 
 
 def test_a_camera_index_that_is_not_there_does_not_open():

@@ -84,10 +84,10 @@ class StageBars:
         self.close()
 
 
-def engine_options(args: argparse.Namespace):
-    from centernet.engines import EngineOptions
+def engine_config(args: argparse.Namespace):
+    from centernet.engines import EngineConfig
 
-    return EngineOptions(
+    return EngineConfig(
         device=args.device,
         threads=args.threads,
         arch=getattr(args, "arch", None),
@@ -97,17 +97,17 @@ def engine_options(args: argparse.Namespace):
     )
 
 
-def detector_settings(args: argparse.Namespace, threshold: float, max_dets: int):
-    """The DetectorSettings that detect and eval (locally or in Ray actors) run with."""
-    from centernet.runtime.detector import DetectorSettings
+def detector_config(args: argparse.Namespace, threshold: float, max_dets: int):
+    """The DetectorConfig that detect and eval (locally or in Ray actors) run with."""
+    from centernet.runtime.detector import DetectorConfig
 
-    return DetectorSettings(
+    return DetectorConfig(
         engine=args.engine,
         threshold=threshold,
         max_dets=max_dets,
         batch_size=args.batch,
         keep_res=args.keep_res,
-        options=engine_options(args),
+        options=engine_config(args),
         max_pixels=args.max_pixels,
         pipeline=getattr(args, "pipeline", "host"),
     )

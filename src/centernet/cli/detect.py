@@ -18,7 +18,7 @@ from centernet.cli.common import (
     AddCommand,
     add_engine_args,
     announce_engine,
-    detector_settings,
+    detector_config,
     positive_int,
     progress,
     report_skipped,
@@ -86,7 +86,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
 def _open_detector(args: argparse.Namespace, threshold: float):
     from centernet.runtime.detector import Detector
 
-    detector = Detector(args.model, detector_settings(args, threshold, args.max_dets))
+    detector = Detector(args.model, detector_config(args, threshold, args.max_dets))
     announce_engine(args.engine, detector.engine)
     return detector
 
@@ -201,14 +201,14 @@ def _detect_videos(args: argparse.Namespace, videos: list[str]) -> int:
     """Each video (or the --source stream) through one Detector: JSONL, annotated video."""
     from centernet.runtime.profiling import StageProfile
     from centernet.video.output import output_name
-    from centernet.video.run import VideoRunSettings, detector_threshold, open_source, run_video
-    from centernet.video.sources import FrameSelection
+    from centernet.video.run import VideoRunConfig, detector_threshold, open_source, run_video
+    from centernet.video.sources import FrameSelectionConfig
     from centernet.video.tracking import require_tracking
 
     if args.source is not None and (videos or args.images or args.file_list):
         raise CenterNetError("--source runs one live stream: give no other inputs with it")
-    settings = VideoRunSettings(
-        selection=FrameSelection(args.frame_stride, args.start, args.end, args.max_frames),
+    settings = VideoRunConfig(
+        selection=FrameSelectionConfig(args.frame_stride, args.start, args.end, args.max_frames),
         threshold=args.threshold,
         save_video=args.save_video,
         track=args.track,
@@ -331,7 +331,8 @@ def add_eval(add_command: AddCommand) -> None:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from centernet.datasets.coco import load_annotations
-    from centernet.measure.evaluate import COCO_STAT_LABELS, COCO_STAT_NAMES, evaluate_detector
+    from centernet.datasets.coco_scoring import COCO_STAT_LABELS, COCO_STAT_NAMES
+    from centernet.measure.evaluate import evaluate_detector
     from centernet.runtime.detector import Detector
 
     annotations = load_annotations(args.ann)
@@ -344,7 +345,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         outcome, spec = evaluate_with_ray(args, annotations, out)
         engine_name = f"{args.engine} (ray)"
     else:
-        detector = Detector(args.model, detector_settings(args, threshold=0.0, max_dets=100))
+        detector = Detector(args.model, detector_config(args, threshold=0.0, max_dets=100))
         announce_engine(args.engine, detector.engine)
         count = min(args.limit or len(annotations.images), len(annotations.images))
         outcome = evaluate_detector(

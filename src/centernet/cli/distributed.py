@@ -14,8 +14,8 @@ from pathlib import Path
 from centernet.cli.common import (
     EXIT_OK,
     EXIT_SOME_FAILED,
-    detector_settings,
-    engine_options,
+    detector_config,
+    engine_config,
     positive_int,
     report_skipped,
 )
@@ -36,9 +36,9 @@ def add_ray_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _settings(args: argparse.Namespace):
-    from centernet.distributed.ray import RaySettings
+    from centernet.distributed.ray import RayConfig
 
-    return RaySettings(
+    return RayConfig(
         address=args.ray_address,
         workers=args.ray_workers,
         batch=args.ray_batch,
@@ -52,7 +52,7 @@ def _spec(args: argparse.Namespace):
     if Path(args.model).suffix in (".pth", ".pt"):
         from centernet.engines import open_engine
 
-        return open_engine(args.model, args.engine, engine_options(args)).spec
+        return open_engine(args.model, args.engine, engine_config(args)).spec
     from centernet.modelfile.spec import read_file_spec
 
     if not Path(args.model).is_file():
@@ -65,7 +65,7 @@ def _job(args: argparse.Namespace, category_ids, image_ids, out: Path, threshold
 
     return DetectJob(
         model=str(Path(args.model).resolve()),
-        detector=detector_settings(args, threshold, max_dets),
+        detector=detector_config(args, threshold, max_dets),
         category_ids=tuple(category_ids),
         image_ids=image_ids,
         out=str(out.resolve()),
@@ -133,8 +133,9 @@ def detect_with_ray(args: argparse.Namespace) -> int:
 def evaluate_with_ray(args: argparse.Namespace, annotations, out: Path):
     """The EvalOutcome of ``eval`` computed on Ray; also the ModelSpec."""
     from centernet.datasets.coco import category_ids_for
+    from centernet.datasets.coco_scoring import coco_evaluate
     from centernet.distributed.ray import read_shards, require_ray
-    from centernet.measure.evaluate import EvalOutcome, coco_evaluate
+    from centernet.measure.evaluate import EvalOutcome
 
     require_ray()
     spec = _spec(args)

@@ -16,7 +16,7 @@ from centernet.cli.common import (
     add_runtime_args,
     announce_engine,
     batches,
-    engine_options,
+    engine_config,
     positive_int,
 )
 from centernet.errors import CenterNetError
@@ -56,7 +56,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from centernet.runtime.images import collect_image_paths
     from centernet.runtime.stages import device_pipeline_refusal
 
-    engine = open_engine(args.model, args.engine, engine_options(args))
+    engine = open_engine(args.model, args.engine, engine_config(args))
     if args.pipeline == "device" and engine.name != "torch":
         raise device_pipeline_refusal(engine.name)
     announce_engine(args.engine, engine)
@@ -100,7 +100,7 @@ def _bench_on_device(args: argparse.Namespace, engine) -> int:
         encoded = [read_file(path) for path in inputs.paths]
     baseline = None
     if args.device == "cuda":  # the original network as PyTorch runs it by default
-        eager = replace(engine_options(args), precision="fp32", channels_last=False)
+        eager = replace(engine_config(args), precision="fp32", channels_last=False)
         baseline = open_engine(args.model, "torch", replace(eager, capture="eager"))
     settings = engine.settings
     rows = bench_torch_model(engine, args.batch, args.iterations, args.warmup, encoded, baseline)

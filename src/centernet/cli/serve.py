@@ -17,13 +17,13 @@ from centernet.cli.common import (
     add_runtime_args,
     announce_engine,
     batches,
-    engine_options,
+    engine_config,
     positive_int,
 )
 from centernet.errors import CenterNetError, MissingDependencyError
 
 if TYPE_CHECKING:
-    from centernet.serve.config import Access, Transport
+    from centernet.serve.config import AccessConfig, TransportConfig
 
 
 def register(add_command: AddCommand) -> None:
@@ -98,13 +98,13 @@ def add_access_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--no-ui", action="store_true", help="no page at GET /")
 
 
-def access_config(args: argparse.Namespace) -> tuple[Access, Transport]:
-    """(Access, Transport) from the command line; the keys from --api-key (or the
+def access_config(args: argparse.Namespace) -> tuple[AccessConfig, TransportConfig]:
+    """(AccessConfig, TransportConfig) from the command line; the keys from --api-key (or the
     environment) and --api-key-file."""
     import os
 
     from centernet.serve.auth import ENV_API_KEY, read_api_keys
-    from centernet.serve.config import Access, Transport
+    from centernet.serve.config import AccessConfig, TransportConfig
 
     key = args.api_key if args.api_key is not None else os.environ.get(ENV_API_KEY) or None
     for path in (args.ssl_certfile, args.ssl_keyfile):
@@ -112,17 +112,17 @@ def access_config(args: argparse.Namespace) -> tuple[Access, Transport]:
             raise CenterNetError(f"no such TLS file: {path}")
     if args.receive_timeout_s <= 0:
         raise CenterNetError("--receive-timeout-s must be > 0")
-    access = Access(
+    access = AccessConfig(
         api_keys=read_api_keys([key], args.api_key_file),
         metrics_public=args.metrics_public,
         cors_origins=tuple(o.strip() for o in (args.cors_origins or "").split(",") if o.strip()),
         ui=not args.no_ui,
     )
-    transport = Transport(args.ssl_certfile, args.ssl_keyfile, args.keep_alive_s)
+    transport = TransportConfig(args.ssl_certfile, args.ssl_keyfile, args.keep_alive_s)
     return access, transport
 
 
-def describe_access(access: Access, host: str, tls: bool = False) -> list[str]:
+def describe_access(access: AccessConfig, host: str, tls: bool = False) -> list[str]:
     """Lines for stderr: how many keys (never the keys), and a warning when anyone who
     reaches a non-loopback address may run the model, or read the keys on the wire."""
     lines = []
@@ -151,7 +151,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         import uvicorn  # noqa: F401
     except ImportError:
         raise MissingDependencyError("fastapi and uvicorn", "serve") from None
-    from centernet.serve.config import BatchSettings, Limits, ServeConfig
+    from centernet.serve.config import BatchConfig, LimitsConfig, ServeConfig
     from centernet.serve.server import bind, serve, url_of
     from centernet.serve.service import DetectionService
 
@@ -162,9 +162,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         model=args.model,
         name=args.name,
         engine=args.engine,
-        options=engine_options(args),
-        batching=BatchSettings(args.max_batch, args.max_delay_ms / 1e3, args.max_queue),
-        limits=Limits(
+        options=engine_config(args),
+        batching=BatchConfig(args.max_batch, args.max_delay_ms / 1e3, args.max_queue),
+        limits=LimitsConfig(
             max_body_bytes=int(args.max_body_mb * 2**20),
             max_pixels=args.max_pixels,
             timeout_s=args.timeout_s,
@@ -209,7 +209,7 @@ def _serve_on_ray(args: argparse.Namespace, config) -> int:
     import threading
 
     from centernet.distributed.ray import (
-        RaySettings,
+        RayConfig,
         ServeScale,
         deploy_on_ray_serve,
         require_ray,
@@ -235,7 +235,7 @@ def _serve_on_ray(args: argparse.Namespace, config) -> int:
     threads = args.threads or 1
     scale = ServeScale(args.replicas, autoscale, cpus_per_replica=threads)
     print(f"centernet: starting Ray Serve for {args.model}", file=sys.stderr)
-    url = deploy_on_ray_serve(config, args.host, port, scale, RaySettings(args.ray_address))
+    url = deploy_on_ray_serve(config, args.host, port, scale, RayConfig(args.ray_address))
     replicas = f"{autoscale[0]}-{autoscale[1]}" if autoscale else str(args.replicas)
     print(f"centernet: serving {config.model_name!r} on Ray Serve ({replicas} replicas) on {url}",
           flush=True)  # fmt: skip
@@ -298,7 +298,7 @@ def cmd_loadtest(args: argparse.Namespace) -> int:
 
     from centernet.runtime.images import collect_image_paths
     from centernet.serve.auth import ENV_API_KEY
-    from centernet.serve.loadtest import LoadSettings, load_uploads, run_load
+    from centernet.serve.loadtest import LoadConfig, load_uploads, run_load
 
     api_key = args.api_key if args.api_key is not None else os.environ.get(ENV_API_KEY) or None
     client = {"api_key": api_key, "cafile": args.cafile}
@@ -308,7 +308,7 @@ def cmd_loadtest(args: argparse.Namespace) -> int:
         raise CenterNetError(f"no images in {args.images}")
     uploads = load_uploads(paths)
     if args.warmup > 0:
-        run_load(args.url, uploads, LoadSettings(concurrency=1, requests=args.warmup, **client))
+        run_load(args.url, uploads, LoadConfig(concurrency=1, requests=args.warmup, **client))
     rows, failed = [], False
     header = (
         f"{'clients':>7} {'requests':>8} {'ok':>6} {'images/s':>9} {'p50 ms':>8} {'p90 ms':>8} "
@@ -318,7 +318,7 @@ def cmd_loadtest(args: argparse.Namespace) -> int:
           f"and {args.duration_s:g} s per level")  # fmt: skip
     print(header)
     for concurrency in args.concurrency:
-        settings = LoadSettings(
+        settings = LoadConfig(
             concurrency=concurrency,
             requests=args.requests,
             duration_s=args.duration_s,

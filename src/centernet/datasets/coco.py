@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -94,11 +95,17 @@ def category_ids_for(
 
 def detections_to_coco(
     detections: Detections,
-    category_ids: list[int],
+    category_ids: list[int] | None,
     file_name: str | None = None,
     image_id: int | None = None,
+    rounded: bool = True,
 ) -> list[dict[str, Any]]:
-    """COCO results entries (bbox xywh) for one image, with its file name when given."""
+    """COCO results entries (bbox xywh) for one image, with its file name when given.
+
+    ``category_ids`` maps each class index to its ``category_id`` (None: the index
+    itself, as in-memory scoring uses). ``rounded`` (for files) keeps 2 decimals of a
+    pixel and 5 of a score; scoring in memory keeps every bit.
+    """
     entries = []
     xywh = detections.xywh
     for box, score, cls in zip(xywh.tolist(), detections.scores.tolist(), detections.class_ids):
@@ -107,8 +114,24 @@ def detections_to_coco(
             entry["file_name"] = file_name
         if image_id is not None:
             entry["image_id"] = image_id
-        entry["category_id"] = category_ids[int(cls)]
-        entry["bbox"] = [round(v, 2) for v in box]
-        entry["score"] = round(score, 5)
+        entry["category_id"] = int(cls) if category_ids is None else category_ids[int(cls)]
+        entry["bbox"] = [round(v, 2) for v in box] if rounded else box
+        entry["score"] = round(score, 5) if rounded else score
         entries.append(entry)
     return entries
+
+
+def annotation_entry(
+    ann_id: int, image_id: int, xyxy: Sequence[float], category_id: int
+) -> dict[str, Any]:
+    """One ground-truth annotation (bbox xywh, area, not crowd) from a corner box."""
+    x0, y0, x1, y1 = (float(v) for v in xyxy)
+    w, h = max(x1 - x0, 0.0), max(y1 - y0, 0.0)
+    return {
+        "id": ann_id,
+        "image_id": image_id,
+        "category_id": category_id,
+        "bbox": [x0, y0, w, h],
+        "area": w * h,
+        "iscrowd": 0,
+    }

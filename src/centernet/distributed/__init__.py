@@ -7,7 +7,7 @@ __getattr__, __dir__, __all__ = lazy_exports(
     __name__,
     {
         "DetectJob": "ray",
-        "RaySettings": "ray",
+        "RayConfig": "ray",
         "ServeScale": "ray",
         "deploy_on_ray_serve": "ray",
         "detect_on_ray": "ray",

@@ -19,16 +19,16 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from centernet.engines.base import EngineOptions
+from centernet.engines.base import EngineConfig
 from centernet.errors import CenterNetError, MissingDependencyError
-from centernet.runtime.detector import DetectorSettings
+from centernet.runtime.detector import DetectorConfig
 
 SHARDS = "shards"
 APP_NAME = "centernet"  # the Ray Serve application
 
 
 @dataclass(frozen=True)
-class RaySettings:
+class RayConfig:
     """Where and how wide to run."""
 
     address: str | None = None  # None: start a local Ray; else join this cluster
@@ -43,7 +43,7 @@ class DetectJob:
     """What each actor needs to turn a batch of paths into COCO results."""
 
     model: str
-    detector: DetectorSettings = field(default_factory=lambda: DetectorSettings(threshold=0.3))
+    detector: DetectorConfig = field(default_factory=lambda: DetectorConfig(threshold=0.3))
     category_ids: tuple[int, ...] = ()
     image_ids: dict[str, int] = field(default_factory=dict)  # file name -> COCO image id
     out: str = ""  # shards go to OUT/shards
@@ -69,7 +69,7 @@ def require_ray():
     return ray
 
 
-def connect(settings: RaySettings) -> dict[str, float]:
+def connect(settings: RayConfig) -> dict[str, float]:
     """Join the cluster at ``settings.address`` or start a local one; its resources."""
     ray = require_ray()
     if not ray.is_initialized():
@@ -91,7 +91,7 @@ def connect(settings: RaySettings) -> dict[str, float]:
     return dict(ray.cluster_resources())
 
 
-def plan(settings: RaySettings, resources: dict[str, float]) -> RaySettings:
+def plan(settings: RayConfig, resources: dict[str, float]) -> RayConfig:
     """Workers and threads that fill the cluster's CPUs without oversubscribing them."""
     cpus = max(1, int(resources.get("CPU", 1)))
     workers = settings.workers or max(1, cpus // (settings.threads or 2))
@@ -159,9 +159,9 @@ class _BatchDetector:
 def detect_on_ray(
     paths: Sequence[str],
     job: DetectJob,
-    settings: RaySettings,
+    settings: RayConfig,
     on_progress: Callable[[int, int], None] | None = None,
-) -> tuple[list[ImageStatus], RaySettings]:
+) -> tuple[list[ImageStatus], RayConfig]:
     """Run ``job`` over ``paths`` on an actor pool; per-image status in input order, and
     the settings used. The boxes are in the shards (``merge_shards``)."""
     require_ray()
@@ -181,7 +181,7 @@ def detect_on_ray(
     if shards.is_dir():  # shards of an earlier run would be merged with this one's
         for stale in shards.glob("*.json"):
             stale.unlink()
-    options = replace(job.detector.options or EngineOptions(), threads=settings.threads)
+    options = replace(job.detector.options or EngineConfig(), threads=settings.threads)
     job = replace(job, detector=replace(job.detector, options=options))
     items = [{"index": i, "path": p} for i, p in enumerate(paths)]
     dataset = ray_data.from_items(items, override_num_blocks=max(1, len(items) // settings.batch))
@@ -290,7 +290,7 @@ class ServeScale:
 
 
 def deploy_on_ray_serve(
-    config: Any, host: str, port: int, scale: ServeScale, settings: RaySettings
+    config: Any, host: str, port: int, scale: ServeScale, settings: RayConfig
 ) -> str:
     """Run the ``centernet serve`` app as a Ray Serve deployment; its URL once ready.
 

@@ -12,7 +12,7 @@ from centernet.types import ModelSpec
 
 
 @dataclass(frozen=True)
-class EngineOptions:
+class EngineConfig:
     """Settings shared by engines; each engine reads the ones it understands."""
 
     device: str = "cpu"  # "cpu" or "cuda"

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from centernet.engines.base import EngineOptions, check_runtime_precision
+from centernet.engines.base import EngineConfig, check_runtime_precision
 from centernet.errors import CenterNetError, ModelFileError
 from centernet.types import ModelSpec
 
@@ -48,7 +48,7 @@ class OnnxRuntimeEngine:
 
     name = "onnxruntime"
 
-    def __init__(self, path: str | Path, options: EngineOptions = EngineOptions()) -> None:
+    def __init__(self, path: str | Path, options: EngineConfig = EngineConfig()) -> None:
         self.path = Path(path)
         self.inference_precision = check_runtime_precision(self.name, options.precision, ("fp32",))
         session_options = ort.SessionOptions()

@@ -1,5 +1,5 @@
 """OpenVINO engine (CPU): runs the fp32, fp16 and QDQ int8 ONNX builds directly, and
-OpenVINO IR builds (``.xml`` + ``.bin``, e.g. NNCF int8 from ``quantize_openvino.py``).
+OpenVINO IR builds (``.xml`` + ``.bin``, e.g. NNCF int8 from ``quantize/nncf_build.py``).
 
 OpenVINO reads QDQ graphs and turns them into its own int8 kernels. An IR carries its
 ModelSpec in its runtime info, read from the ``.xml``'s tail without OpenVINO
@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from centernet.engines.base import EngineOptions, check_runtime_precision
+from centernet.engines.base import EngineConfig, check_runtime_precision
 from centernet.errors import CenterNetError, MissingDependencyError, ModelFileError
 from centernet.modelfile.spec import read_file_spec
 
@@ -52,7 +52,7 @@ def cpu_has_native_bf16(core) -> bool:
 class OpenVinoEngine:
     name = "openvino"
 
-    def __init__(self, path: str | Path, options: EngineOptions = EngineOptions()) -> None:
+    def __init__(self, path: str | Path, options: EngineConfig = EngineConfig()) -> None:
         try:
             import openvino as ov
         except ImportError:

@@ -13,8 +13,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from centernet.engines.base import EngineOptions
-from centernet.engines.torch_runner import NetworkRunner, RunSettings
+from centernet.engines.base import EngineConfig
+from centernet.engines.torch_runner import NetworkRunner, RunConfig
 from centernet.modelfile.spec import MAP_OUTPUTS
 from centernet.models.checkpoint import load_checkpoint
 from centernet.types import ModelSpec
@@ -30,9 +30,9 @@ class TorchEngine:
         network: nn.Module,
         spec: ModelSpec,
         device: str | torch.device = "cpu",
-        settings: RunSettings | None = None,
+        settings: RunConfig | None = None,
     ):
-        self.settings = settings or RunSettings.resolve(str(device), "fp32", False, "eager")
+        self.settings = settings or RunConfig.resolve(str(device), "fp32", False, "eager")
         self.device = torch.device(self.settings.device)
         self.runner = NetworkRunner(network, self.settings)
         self.model = self.runner.model
@@ -49,9 +49,9 @@ class TorchEngine:
 
     @classmethod
     def from_checkpoint(
-        cls, path: str | Path, options: EngineOptions = EngineOptions()
+        cls, path: str | Path, options: EngineConfig = EngineConfig()
     ) -> TorchEngine:
-        settings = RunSettings.resolve(
+        settings = RunConfig.resolve(
             options.device, options.precision, options.channels_last, options.capture
         )
         if options.threads:

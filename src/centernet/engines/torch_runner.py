@@ -36,7 +36,7 @@ MAX_GRAPHS = 16  # graphs (each with its own memory pool) one runner keeps
 
 
 @dataclass(frozen=True)
-class RunSettings:
+class RunConfig:
     """Resolved settings of one torch network: where, in what arithmetic and layout, and
     how passes are launched (eager, a CUDA graph per shape, or torch.compile)."""
 
@@ -73,7 +73,7 @@ class RunSettings:
         precision: str | None = None,
         channels_last: bool | None = None,
         capture: str | None = None,
-    ) -> RunSettings:
+    ) -> RunConfig:
         """Settings with the device's best defaults for what is not given: on CUDA, a
         CUDA graph per shape, and channels_last for tf32/fp16/bf16 (tensor-core NHWC
         kernels) but not fp32, where cuDNN's NCHW kernels measured faster (H200, dlav0_34
@@ -93,7 +93,7 @@ class RunSettings:
         )
 
 
-def cudnn_arithmetic(settings: RunSettings) -> contextlib.AbstractContextManager:
+def cudnn_arithmetic(settings: RunConfig) -> contextlib.AbstractContextManager:
     """cuDNN's settings for ``settings`` while a pass runs or is captured: TF32 only for
     "tf32" (PyTorch lets cuDNN use it by default, which would make "fp32" TF32), and
     autotuned kernels. Nothing on the CPU."""
@@ -137,7 +137,7 @@ class NetworkRunner:
     ``input_buffer(shape)`` skips the copy into the graph's input.
     """
 
-    def __init__(self, network: nn.Module, settings: RunSettings) -> None:
+    def __init__(self, network: nn.Module, settings: RunConfig) -> None:
         self.settings = settings
         self.device = torch.device(settings.device)
         network = network.to(self.device, dtype=settings.dtype).eval()

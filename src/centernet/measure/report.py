@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from centernet.datasets.coco import load_annotations
-from centernet.engines import EngineOptions, open_engine
+from centernet.engines import EngineConfig, open_engine
 from centernet.measure.bench import Timing, time_end_to_end, time_network
 from centernet.measure.evaluate import evaluate_detector
 from centernet.measure.machine import describe_machine
@@ -166,7 +166,7 @@ def measure_model(
 
     ``progress`` hears every stage (AP, then network and end-to-end timing per batch).
     """
-    options = EngineOptions(
+    options = EngineConfig(
         threads=config.threads,
         device=config.device,
         input_size=input_size,

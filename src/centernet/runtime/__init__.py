@@ -7,7 +7,7 @@ __getattr__, __dir__, __all__ = lazy_exports(
     __name__,
     {
         "Detector": "detector",
-        "DetectorSettings": "detector",
+        "DetectorConfig": "detector",
         "DetectionResult": "stages",
         "ImageSource": "stages",
         "PIPELINES": "stages",

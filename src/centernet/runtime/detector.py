@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from centernet.engines import Engine, EngineOptions, open_engine
+from centernet.engines import Engine, EngineConfig, open_engine
 from centernet.errors import CenterNetError, ImageReadError
 from centernet.runtime.host import HostStages
 from centernet.runtime.images import DEFAULT_MAX_PIXELS
@@ -53,7 +53,7 @@ from centernet.types import Detections, ModelSpec
 
 
 @dataclass(frozen=True)
-class DetectorSettings:
+class DetectorConfig:
     """How a Detector runs a model. Fronts (CLI, server, Ray) build one of these rather
     than passing the same keyword arguments on."""
 
@@ -62,18 +62,22 @@ class DetectorSettings:
     max_dets: int = 100  # K: boxes per image
     batch_size: int | None = None  # None: the model's static batch, else 1
     keep_res: bool = False  # original resolution padded to 32 (needs --dynamic-size)
-    options: EngineOptions | None = None
+    options: EngineConfig | None = None
     readers: int = 2  # reader threads
     prefetch: int | None = None  # images read ahead; None: 2 * batch + readers
     max_pixels: int | None = DEFAULT_MAX_PIXELS  # larger files are refused before decoding
     pipeline: str = "host"  # or "device": torch on the engine's device
 
 
+#: The name before 0.2 (settings classes now all end in Config).
+DetectorSettings = DetectorConfig
+
+
 class Detector:
     """Run a CenterNet model file on images.
 
     ``model`` is a .onnx export or a .pth checkpoint (or an already open Engine);
-    ``settings`` (a DetectorSettings) and keyword overrides of its fields say how.
+    ``settings`` (a DetectorConfig) and keyword overrides of its fields say how.
     ``detector(image)`` takes an ndarray (BGR, grey or BGRA; uint8 or uint16) or a path and
     returns Detections; ``detector([a, b])`` returns a list. ``stream`` never raises for a
     bad file: it yields a failed DetectionResult in its place and goes on.
@@ -84,10 +88,10 @@ class Detector:
     def __init__(
         self,
         model: str | Path | Engine,
-        settings: DetectorSettings | None = None,
+        settings: DetectorConfig | None = None,
         **overrides: Any,
     ) -> None:
-        settings = replace(settings or DetectorSettings(), **overrides)
+        settings = replace(settings or DetectorConfig(), **overrides)
         if settings.pipeline not in PIPELINES:
             raise CenterNetError(
                 f"unknown pipeline {settings.pipeline!r}; choose {' or '.join(PIPELINES)}"

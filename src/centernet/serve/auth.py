@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from centernet.errors import CenterNetError
-from centernet.serve.config import Access
+from centernet.serve.config import AccessConfig
 
 ENV_API_KEY = "CENTERNET_API_KEY"  # the default of --api-key (server, client, loadtest)
 HEALTH_PATHS = frozenset({"/v2/health/live", "/v2/health/ready"})
@@ -66,7 +66,7 @@ def _digest(key: bytes) -> bytes:
     return hashlib.sha256(key).digest()
 
 
-def is_open(path: str, access: Access, page_paths: tuple[str, ...], page_prefix: str) -> bool:
+def is_open(path: str, access: AccessConfig, page_paths: tuple[str, ...], page_prefix: str) -> bool:
     """Whether ``path`` is served without a key."""
     if path in HEALTH_PATHS:
         return True
@@ -83,7 +83,7 @@ class BearerAuth:
         self,
         app: Any,
         keys: Sequence[str],
-        access: Access,
+        access: AccessConfig,
         failures: Any,  # a prometheus Counter labelled by reason
         page_paths: tuple[str, ...] = (),
         page_prefix: str = "",
@@ -152,7 +152,7 @@ def unauthorized(reason: str) -> Any:
 
 def add_access_control(
     app: Any,
-    access: Access,
+    access: AccessConfig,
     failures: Any,
     page_paths: tuple[str, ...] = (),
     page_prefix: str = "",

@@ -25,7 +25,7 @@ import numpy as np
 from centernet.errors import CenterNetError
 from centernet.runtime.detector import Detector, PreparedImage
 from centernet.runtime.postprocess import PostprocessConfig
-from centernet.serve.config import BatchSettings
+from centernet.serve.config import BatchConfig
 from centernet.serve.metrics import ServerMetrics
 from centernet.types import Detections
 
@@ -59,7 +59,7 @@ class Job:
 class DynamicBatcher:
     """Runs Jobs in batches on ``detector``'s engine; start() before submit()."""
 
-    def __init__(self, detector: Detector, settings: BatchSettings, metrics: ServerMetrics) -> None:
+    def __init__(self, detector: Detector, settings: BatchConfig, metrics: ServerMetrics) -> None:
         self.detector = detector
         self.settings = settings
         self.metrics = metrics

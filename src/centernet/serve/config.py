@@ -5,13 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from centernet.engines import EngineOptions
+from centernet.engines import EngineConfig
 from centernet.errors import CenterNetError
-from centernet.runtime.detector import DetectorSettings
+from centernet.runtime.detector import DetectorConfig
 
 
 @dataclass(frozen=True)
-class BatchSettings:
+class BatchConfig:
     """Dynamic batching as Triton and Ray Serve do it."""
 
     max_batch: int = 8  # images per engine call (a static-batch build: its own batch)
@@ -26,7 +26,7 @@ class BatchSettings:
 
 
 @dataclass(frozen=True)
-class Limits:
+class LimitsConfig:
     """What a request may ask for; beyond them it gets 413, 504 or 400, never a crash."""
 
     max_body_bytes: int = 20 * 1024 * 1024
@@ -40,7 +40,7 @@ class Limits:
 
 
 @dataclass(frozen=True)
-class Access:
+class AccessConfig:
     """Who may call the server, and from which other sites' pages (see ``auth.py``)."""
 
     api_keys: tuple[str, ...] = field(default=(), repr=False)  # none: no authentication
@@ -50,7 +50,7 @@ class Access:
 
 
 @dataclass(frozen=True)
-class Transport:
+class TransportConfig:
     """How connections are held: TLS and the keep-alive timeout (uvicorn's, or Ray Serve's
     HTTP proxy's)."""
 
@@ -76,11 +76,11 @@ class ServeConfig:
     model: str | Path
     name: str | None = None  # the v2 model name; default the model file's stem
     engine: str = "auto"
-    options: EngineOptions = field(default_factory=EngineOptions)
-    batching: BatchSettings = field(default_factory=BatchSettings)
-    limits: Limits = field(default_factory=Limits)
-    access: Access = field(default_factory=Access)
-    transport: Transport = field(default_factory=Transport)
+    options: EngineConfig = field(default_factory=EngineConfig)
+    batching: BatchConfig = field(default_factory=BatchConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
+    access: AccessConfig = field(default_factory=AccessConfig)
+    transport: TransportConfig = field(default_factory=TransportConfig)
     readers: int = 2  # threads that decode and pre-process requests' images
     threshold: float = 0.3  # default of the `threshold` request parameter
     max_dets: int = 100  # default of the `max_dets` request parameter
@@ -89,10 +89,10 @@ class ServeConfig:
     def model_name(self) -> str:
         return self.name or Path(self.model).stem
 
-    def detector_settings(self) -> DetectorSettings:
+    def detector_config(self) -> DetectorConfig:
         """The Detector whose stages the server runs (threshold and max_dets are only
         defaults: each request may set its own)."""
-        return DetectorSettings(
+        return DetectorConfig(
             engine=self.engine,
             options=self.options,
             max_dets=self.max_dets,

@@ -27,7 +27,7 @@ from centernet.errors import CenterNetError
 
 
 @dataclass(frozen=True)
-class LoadSettings:
+class LoadConfig:
     concurrency: int = 4
     requests: int = 200  # at most this many requests in all
     duration_s: float = 60.0  # and no request started after this
@@ -79,7 +79,7 @@ def load_uploads(paths: Sequence[str | Path]) -> list[Upload]:
 def run_load(
     url: str,
     uploads: Sequence[Upload],
-    settings: LoadSettings,
+    settings: LoadConfig,
     on_response: Callable[[], None] | None = None,
 ) -> LoadResult:
     """Run one load level against the server at ``url`` (http:// or https://)."""

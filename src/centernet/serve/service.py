@@ -57,7 +57,7 @@ class DetectionService:
     ) -> None:
         self.config = config
         self.name = config.model_name
-        self.detector = Detector(config.model, config.detector_settings())
+        self.detector = Detector(config.model, config.detector_config())
         self.metrics = ServerMetrics()
         # the batching strategy: an engine thread here, Ray Serve's @serve.batch on Ray
         self.batcher = batcher_type(self.detector, config.batching, self.metrics)

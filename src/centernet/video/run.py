@@ -22,37 +22,38 @@ import numpy as np
 
 from centernet.errors import CenterNetError
 from centernet.runtime.detector import Detector
+from centernet.runtime.stages import DetectionResult
 from centernet.types import Detections
 from centernet.video.output import AnnotatedVideo, DetectionsLog
 from centernet.video.sources import (
     FrameReader,
-    FrameSelection,
-    OpenSettings,
+    FrameSelectionConfig,
+    OpenConfig,
     ReadStatus,
     SourceInfo,
     VideoSource,
 )
-from centernet.video.tracking import LOW_THRESHOLD, Tracker, TrackSettings
+from centernet.video.tracking import LOW_THRESHOLD, TrackConfig, Tracker
 
 if TYPE_CHECKING:
     from centernet.runtime.profiling import StageProfile
 
 
 @dataclass(frozen=True)
-class VideoRunSettings:
+class VideoRunConfig:
     """How a video or stream is run. ``live``: None lets the source decide (URLs and
     cameras are live, files are not); True plays a file as a live source at its own pace
     (frames dropped when the engine falls behind, as a camera's would be); False reads a
     URL in full, every frame, as a file."""
 
-    selection: FrameSelection = field(default_factory=FrameSelection)
+    selection: FrameSelectionConfig = field(default_factory=FrameSelectionConfig)
     threshold: float = 0.3  # boxes written (a tracked run detects lower: detector_threshold)
     save_video: bool = False
     track: bool = False
-    tracking: TrackSettings = field(default_factory=TrackSettings)
+    tracking: TrackConfig = field(default_factory=TrackConfig)
     live: bool | None = None
     queue_size: int = 4  # decoded frames waiting for the engine (live: then the oldest drops)
-    open: OpenSettings = field(default_factory=OpenSettings)
+    open: OpenConfig = field(default_factory=OpenConfig)
     codec: str = "mp4v"  # the annotated video's FourCC
 
 
@@ -100,13 +101,13 @@ class VideoSummary:
         return self.processed / self.seconds if self.seconds > 0 else 0.0
 
 
-def detector_threshold(settings: VideoRunSettings) -> float:
+def detector_threshold(settings: VideoRunConfig) -> float:
     """The Detector's threshold for these settings: lower when tracking (ByteTrack keeps
     tracks alive with low-score boxes; only boxes at ``threshold`` are written)."""
     return min(settings.threshold, LOW_THRESHOLD) if settings.track else settings.threshold
 
 
-def open_source(location: str | int | Path, settings: VideoRunSettings) -> VideoSource:
+def open_source(location: str | int | Path, settings: VideoRunConfig) -> VideoSource:
     """Open a file, URL or camera index, or raise ``SourceError`` with the reason."""
     return VideoSource(location, live=settings.live, settings=settings.open)
 
@@ -116,7 +117,7 @@ def run_video(
     source: VideoSource,
     out: str | Path,
     name: str,
-    settings: VideoRunSettings = VideoRunSettings(),
+    settings: VideoRunConfig = VideoRunConfig(),
     on_progress: Callable[[VideoProgress], None] | None = None,
     stop: threading.Event | None = None,
     profile: StageProfile | None = None,
@@ -139,13 +140,8 @@ def run_video(
     rate = info.fps / stride if info.fps > 0 else 0.0
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    class_names = detector.spec.class_names
     reader = FrameReader(source, settings.selection, settings.queue_size, stop=stop)
-    log = DetectionsLog(out / f"{name}.detections.jsonl", class_names)
-    video = None
-    tracker = Tracker(rate, settings.threshold, settings.tracking) if settings.track else None
-    processed = boxes = 0
-    track_ids_seen: set[int] = set()
+    outputs = _FrameOutputs(out, name, detector.spec.class_names, settings, rate)
     limit = settings.selection.max_frames if info.live else None  # files: the reader's
     pending: deque[tuple[int, float]] = deque()  # (index, timestamp) of frames handed in
     started = time.perf_counter()
@@ -153,61 +149,79 @@ def run_video(
     stream = detector.stream(_images(reader, pending), profile)
     try:
         if settings.save_video:
-            size = (info.width, info.height)
-            video = AnnotatedVideo(
-                out / f"{name}.annotated.mp4", rate or 25.0, size, class_names, settings.codec
-            )
+            outputs.open_video((info.width, info.height), settings.codec)
         for result in stream:
             index, timestamp = pending.popleft()
             if not result.ok:  # an array always converts; kept for the contract's sake
                 reader.status.errors.append(f"frame {index}: {result.error}")
                 continue
-            detections = result.detections
-            assert detections is not None and result.image is not None
-            ids = None
-            if tracker is not None:
-                detections, ids = tracker.update(detections)
-            keep = detections.scores >= settings.threshold
-            detections = _select(detections, keep)
-            if ids is not None:
-                ids = ids[keep]
-                track_ids_seen.update(int(t) for t in ids if t >= 0)
-            log.write(index, timestamp, detections, ids)
-            if video is not None:
-                video.write(result.image, detections, ids)
-            processed += 1
-            boxes += len(detections)
+            outputs.write(index, timestamp, result)
             if on_progress is not None:
-                on_progress(
-                    VideoProgress(
-                        processed,
-                        reader.status.dropped,
-                        timestamp,
-                        time.perf_counter() - started,
-                        info.live,
-                        rate,
-                    )
-                )
-            if limit is not None and processed >= limit:
+                elapsed = time.perf_counter() - started
+                on_progress(VideoProgress(outputs.processed, reader.status.dropped, timestamp,
+                                          elapsed, info.live, rate))  # fmt: skip
+            if limit is not None and outputs.processed >= limit:
                 reader.status.finished = "max frames"
                 break
     finally:
         reader.close(timeout=settings.open.read_timeout_s)  # no more frames into the stream
         stream.close()  # the Detector's threads are joined
-        log.close()
-        if video is not None:
-            video.close()
+        outputs.close()
     return VideoSummary(
         source=info,
-        processed=processed,
-        boxes=boxes,
-        tracks=len(track_ids_seen),
+        processed=outputs.processed,
+        boxes=outputs.boxes,
+        tracks=len(outputs.track_ids_seen),
         read=reader.status,
         seconds=time.perf_counter() - started,
         interrupted=stop is not None and stop.is_set(),
-        jsonl=log.path,
-        video=video.path if video is not None else None,
+        jsonl=outputs.log.path,
+        video=outputs.video.path if outputs.video is not None else None,
     )
+
+
+class _FrameOutputs:
+    """What happens to each detected frame: tracking (``--track``), the threshold, one
+    JSON line, one annotated video frame; and the counts the summary reports."""
+
+    def __init__(
+        self, out: Path, name: str, class_names: list[str], settings: VideoRunConfig, rate: float
+    ) -> None:
+        self.out, self.name, self.class_names = out, name, class_names
+        self.settings, self.rate = settings, rate
+        self.log = DetectionsLog(out / f"{name}.detections.jsonl", class_names)
+        self.video: AnnotatedVideo | None = None
+        self.tracker = (
+            Tracker(rate, settings.threshold, settings.tracking) if settings.track else None
+        )
+        self.processed = self.boxes = 0
+        self.track_ids_seen: set[int] = set()
+
+    def open_video(self, size: tuple[int, int], codec: str) -> None:
+        path = self.out / f"{self.name}.annotated.mp4"
+        self.video = AnnotatedVideo(path, self.rate or 25.0, size, self.class_names, codec)
+
+    def write(self, index: int, timestamp: float, result: DetectionResult) -> None:
+        detections = result.detections
+        assert detections is not None and result.image is not None
+        ids = None
+        if self.tracker is not None:
+            detections, ids = self.tracker.update(detections)
+        keep = detections.scores >= self.settings.threshold
+        detections = _select(detections, keep)
+        if ids is not None:
+            ids = ids[keep]
+            self.track_ids_seen.update(int(t) for t in ids if t >= 0)
+        self.log.write(index, timestamp, detections, ids)
+        if self.video is not None:
+            self.video.write(result.image, detections, ids)
+        self.processed += 1
+        self.boxes += len(detections)
+
+    def close(self) -> None:
+        self.log.close()
+        if self.video is not None:
+            self.video.close()
 
 
 def _images(reader: FrameReader, pending: deque[tuple[int, float]]) -> Iterator[np.ndarray]:

@@ -46,7 +46,7 @@ class SourceError(CenterNetError):
 
 
 @dataclass(frozen=True)
-class FrameSelection:
+class FrameSelectionConfig:
     """Which frames of a source to detect on.
 
     ``start``/``end`` are seconds on the source's clock (``end`` exclusive, None: to the
@@ -88,7 +88,7 @@ class SourceInfo:
     height: int
     frame_count: int | None  # frames the container declares; None if it does not say
 
-    def expected_frames(self, selection: FrameSelection) -> int | None:
+    def expected_frames(self, selection: FrameSelectionConfig) -> int | None:
         """Frames ``selection`` keeps from a file, from what it declares (for a progress
         bar); None for a live source or a file that declares no frame count."""
         if self.live or not self.frame_count:
@@ -187,7 +187,7 @@ def split_videos(items: Sequence[str]) -> tuple[list[str], list[str]]:
 
 
 @dataclass(frozen=True)
-class OpenSettings:
+class OpenConfig:
     """How long FFmpeg may try to connect to or read from a stream; decoder threads."""
 
     open_timeout_s: float = 10.0
@@ -202,7 +202,7 @@ class VideoSource:
         self,
         location: str | int | Path,
         live: bool | None = None,
-        settings: OpenSettings = OpenSettings(),
+        settings: OpenConfig = OpenConfig(),
     ) -> None:
         self.capture, self.camera, info = _open(location, settings)
         self.info = info if live is None else replace(info, live=live)
@@ -210,7 +210,7 @@ class VideoSource:
         # a file played as a live source keeps its own pace (frames at their timestamps)
         self.paced = self.info.live and not self.camera and not is_stream_url(str(location))
 
-    def frames(self, selection: FrameSelection, stop: threading.Event, status: ReadStatus):
+    def frames(self, selection: FrameSelectionConfig, stop: threading.Event, status: ReadStatus):
         """Decoded frames that ``selection`` keeps, until the source ends or ``stop`` is set;
         ``status`` is updated as it goes (read it from another thread only for display)."""
         index, first_kept, origin, last_time = -1, None, 0.0, 0.0
@@ -281,7 +281,7 @@ class VideoSource:
 
 
 def _open(
-    location: str | int | Path, settings: OpenSettings
+    location: str | int | Path, settings: OpenConfig
 ) -> tuple[cv2.VideoCapture, bool, SourceInfo]:
     """Open ``location`` (camera index, URL or file), or raise SourceError with the reason."""
     index = camera_index(location)
@@ -383,7 +383,7 @@ class FrameReader:
     def __init__(
         self,
         source: VideoSource,
-        selection: FrameSelection = FrameSelection(),
+        selection: FrameSelectionConfig = FrameSelectionConfig(),
         queue_size: int = 4,
         drop_oldest: bool | None = None,
         stop: threading.Event | None = None,

@@ -34,7 +34,7 @@ LOW_THRESHOLD = 0.1
 
 
 @dataclass(frozen=True)
-class TrackSettings:
+class TrackConfig:
     """ByteTrack's knobs (supervision's names and defaults)."""
 
     lost_track_buffer: int = 30  # frames (at 30 fps) a lost track is kept for re-finding
@@ -52,7 +52,7 @@ class Tracker:
         self,
         frame_rate: float,
         activation_threshold: float,
-        settings: TrackSettings = TrackSettings(),
+        settings: TrackConfig = TrackConfig(),
     ) -> None:
         try:
             import supervision as sv

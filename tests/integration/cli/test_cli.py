@@ -31,7 +31,7 @@ def test_export_from_checkpoint(tiny_checkpoint, tmp_path, capsys):
 def test_export_and_torch_engine_take_the_checkpoints_input_size(tiny_network, tmp_path):
     """A checkpoint trained for another input size exports and runs at that size."""
     pytest.importorskip("torch")
-    from centernet.engines import EngineOptions
+    from centernet.engines import EngineConfig
     from centernet.engines.torch import TorchEngine
     from centernet.models.checkpoint import load_checkpoint, save_checkpoint
 
@@ -48,7 +48,7 @@ def test_export_and_torch_engine_take_the_checkpoints_input_size(tiny_network, t
         assert read_spec(onnx.load(str(out))).input_size == expected
         assert TorchEngine.from_checkpoint(path).spec.input_size == expected
     # an explicit size wins over the stored one
-    engine = TorchEngine.from_checkpoint(sized, EngineOptions(input_size=(64, 64)))
+    engine = TorchEngine.from_checkpoint(sized, EngineConfig(input_size=(64, 64)))
     assert engine.spec.input_size == (64, 64)
     out = tmp_path / "given.onnx"
     assert main(["export", str(sized), "-o", str(out), "--input-size", "128", "--no-verify"]) == 0

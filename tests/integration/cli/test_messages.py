@@ -107,7 +107,7 @@ def test_max_pixels_skips_large_images_before_decoding(tiny_onnx_dynamic, photo_
     ("command", "shown"),
     [
         ("detect", ["(default: 0.3)", "(default: 100)", "(default: 100000000)"]),
-        ("build", ["(default: 100)", "(default: minmax)", "(default: 0.002)"]),
+        ("build", ["(default: 100)", "minmax for onnx", "(default: 0.002)"]),
         ("bench", ["(default: 1,4,8)", "(default: 20)"]),
     ],
 )
@@ -125,7 +125,7 @@ def test_inference_and_builds_never_import_torch():
     """ONNX Runtime / OpenVINO inference and `build` work on an install without torch."""
     code = (
         "import sys\n"
-        "import centernet.cli, centernet.runtime.detector, centernet.build.quantize\n"
+        "import centernet.cli, centernet.runtime.detector, centernet.quantize.recipe\n"
         "import centernet.measure.report\n"
         "import centernet.engines.onnxruntime, centernet.engines.openvino\n"
         "assert 'torch' not in sys.modules, 'torch was imported'\n"

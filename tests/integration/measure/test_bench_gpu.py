@@ -44,8 +44,8 @@ def test_quick_cpu_run_writes_the_table(tmp_path):
 
 
 def test_builtin_box_ap_is_pycocotools_ap(tmp_path):
+    from centernet.datasets.coco_scoring import coco_evaluate
     from centernet.datasets.synthetic import write_dataset
-    from centernet.measure.evaluate import coco_evaluate
 
     ann = write_dataset(tmp_path, 12, seed=3)
     truth = json.loads(ann.read_text())["annotations"]

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from centernet.build.quantize import BuildConfig, CalibrationConfig
-from centernet.build.recipe import build
 from centernet.cli import main
+from centernet.quantize.config import BuildConfig, CalibrationConfig
+from centernet.quantize.recipe import build
 from centernet.runtime.detector import Detector
 from tests.helpers import write_self_annotations
 

@@ -30,10 +30,10 @@ def test_detector_equals_manual_pipeline(tiny_onnx_dynamic, photo_paths):
 
 def test_onnx_and_torch_engines_agree(tiny_onnx_dynamic, tiny_checkpoint, photo_paths):
     pytest.importorskip("torch")
-    from centernet.engines import EngineOptions
+    from centernet.engines import EngineConfig
 
     onnx_detector = Detector(tiny_onnx_dynamic)
-    torch_detector = Detector(tiny_checkpoint, options=EngineOptions(input_size=TINY_SIZE))
+    torch_detector = Detector(tiny_checkpoint, options=EngineConfig(input_size=TINY_SIZE))
     assert torch_detector.engine.name == "torch"
     assert torch_detector.spec.class_names == onnx_detector.spec.class_names
     for a, b in zip(onnx_detector(photo_paths), torch_detector(photo_paths)):

@@ -56,7 +56,7 @@ def test_auto_picks_the_fastest_installed_engine_for_the_file(tmp_path, monkeypa
     """The rule measured in BENCHMARKS.md ("Engine choice"): OpenVINO for an ONNX file on
     an x86-64 CPU when installed, except DCN models; ONNX Runtime otherwise and on CUDA."""
     from centernet import engines
-    from centernet.engines import EngineOptions, auto_engine
+    from centernet.engines import EngineConfig, auto_engine
 
     plain = _spec_only_onnx(tmp_path / "dlav0.onnx", "dlav0_34")
     dcn = _spec_only_onnx(tmp_path / "dla.onnx", "dla_34")
@@ -67,7 +67,7 @@ def test_auto_picks_the_fastest_installed_engine_for_the_file(tmp_path, monkeypa
     monkeypatch.setattr(engines, "_x86_64", lambda: True)
     assert auto_engine(plain) == "openvino"
     assert auto_engine(dcn) == auto_engine(resdcn) == "onnxruntime"  # DeformConv
-    assert auto_engine(plain, EngineOptions(device="cuda")) == "onnxruntime"
+    assert auto_engine(plain, EngineConfig(device="cuda")) == "onnxruntime"
     assert auto_engine(tmp_path / "model.pth") == "torch"
     assert auto_engine(ir) == "openvino"
     monkeypatch.setattr(engines, "_x86_64", lambda: False)  # e.g. aarch64
@@ -89,3 +89,53 @@ def test_an_engine_asked_for_by_name_but_not_installed_gives_its_install_line(
     with pytest.raises(MissingDependencyError, match=r"pip install .*\[openvino\]"):
         open_engine(plain, "openvino")
     assert open_engine(plain, "auto").name == "onnxruntime"  # auto skips it
+
+
+def test_the_registry_is_the_list_and_the_dispatch():
+    from centernet.cli.parser import build_parser
+    from centernet.engines import ENGINE_REGISTRY, ENGINES, EngineConfig
+
+    assert ("auto", *ENGINE_REGISTRY) == ENGINES
+    fields_ = set(EngineConfig.__dataclass_fields__)
+    for name, entry in ENGINE_REGISTRY.items():
+        assert entry.options <= fields_, name  # only real fields
+        module = __import__(f"centernet.engines.{entry.module}", fromlist=["x"])
+        factory = module
+        for part in entry.factory.split("."):
+            factory = getattr(factory, part)
+        assert callable(factory) and getattr(module, entry.factory.split(".")[0]).name == name
+    detect = next(a for a in build_parser()._actions if a.dest == "command").choices["detect"]
+    engine = next(a for a in detect._actions if a.dest == "engine")
+    assert tuple(engine.choices) == ENGINES
+
+
+@pytest.mark.parametrize(
+    ("engine", "options", "named"),
+    [
+        ("onnxruntime", {"capture": "graph"}, "`capture`"),
+        ("onnxruntime", {"cache_dir": "/tmp/x"}, "`cache_dir`"),
+        ("openvino", {"graph_optimization": "basic"}, "`graph_optimization`"),
+        ("openvino", {"channels_last": True}, "`channels_last`"),
+        ("onnxruntime", {"arch": "dlav0_34"}, "`arch`"),
+    ],
+)
+def test_an_option_the_engine_does_not_read_is_refused(tmp_path, engine, options, named):
+    from centernet.engines import EngineConfig, check_engine_options, options_for
+
+    config = EngineConfig(**options)
+    with pytest.raises(CenterNetError, match=f"{named} is not an option of the {engine} engine"):
+        check_engine_options(engine, config)
+    check_engine_options(engine, options_for(engine, config))  # said out loud: dropped
+    (tmp_path / "m.onnx").write_bytes(b"x")  # refused before the file is even read
+    with pytest.raises(CenterNetError, match=named):
+        open_engine(tmp_path / "m.onnx", engine, config)
+
+
+def test_options_an_engine_reads_pass():
+    from centernet.engines import ENGINE_REGISTRY, EngineConfig, check_engine_options
+
+    check_engine_options("onnxruntime", EngineConfig(threads=2, graph_optimization="basic"))
+    check_engine_options("openvino", EngineConfig(threads=1, cache_dir="/tmp/c"))
+    check_engine_options("torch", EngineConfig(capture="eager", channels_last=False))
+    assert all("threads" in e.options and "precision" in e.options
+               for e in ENGINE_REGISTRY.values())  # fmt: skip

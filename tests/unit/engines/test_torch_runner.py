@@ -16,7 +16,7 @@ torch = pytest.importorskip("torch")
 
 from centernet.engines.torch_runner import (  # noqa: E402
     NetworkRunner,
-    RunSettings,
+    RunConfig,
     cudnn_arithmetic,
 )
 
@@ -36,11 +36,11 @@ def batch():
 
 @pytest.fixture(scope="module")
 def eager_fp32(network, batch):
-    return NetworkRunner(copy.deepcopy(network), RunSettings())(batch.float())
+    return NetworkRunner(copy.deepcopy(network), RunConfig())(batch.float())
 
 
 def test_cpu_defaults_are_eager_contiguous_fp32():
-    assert RunSettings.resolve("cpu") == RunSettings("cpu", "fp32", False, "eager")
+    assert RunConfig.resolve("cpu") == RunConfig("cpu", "fp32", False, "eager")
 
 
 @pytest.mark.parametrize(
@@ -54,17 +54,17 @@ def test_cpu_defaults_are_eager_contiguous_fp32():
 )
 def test_settings_refuse_what_cannot_run(fields, message):
     with pytest.raises(CenterNetError, match=message):
-        RunSettings(**fields)
+        RunConfig(**fields)
 
 
 @no_cuda
 def test_cuda_without_a_gpu_is_one_clear_error():
     with pytest.raises(CenterNetError, match='torch has no CUDA device here; use `device="cpu"`'):
-        RunSettings.resolve("cuda")
+        RunConfig.resolve("cuda")
 
 
 def test_channels_last_gives_the_contiguous_maps(network, batch, eager_fp32):
-    runner = NetworkRunner(copy.deepcopy(network), RunSettings(channels_last=True))
+    runner = NetworkRunner(copy.deepcopy(network), RunConfig(channels_last=True))
     weight = next(p for p in runner.model.parameters() if p.ndim == 4)
     assert weight.is_contiguous(memory_format=torch.channels_last)
     for got, want in zip(runner(batch.float()), eager_fp32):
@@ -76,7 +76,7 @@ def test_channels_last_gives_the_contiguous_maps(network, batch, eager_fp32):
 def test_half_precisions_run_the_network_in_half_and_return_float32_maps(
     precision, network, batch, eager_fp32
 ):
-    runner = NetworkRunner(copy.deepcopy(network), RunSettings(precision=precision))
+    runner = NetworkRunner(copy.deepcopy(network), RunConfig(precision=precision))
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[precision]
     assert all(p.dtype == dtype for p in runner.model.parameters())
     hm_max, hm, wh, reg = runner(batch.float())
@@ -88,7 +88,7 @@ def test_half_precisions_run_the_network_in_half_and_return_float32_maps(
 
 
 def test_without_graphs_the_runner_calls_the_model_eagerly(network, batch, eager_fp32):
-    runner = NetworkRunner(copy.deepcopy(network), RunSettings())
+    runner = NetworkRunner(copy.deepcopy(network), RunConfig())
     buffer = runner.input_buffer((2, 3, *TINY_SIZE))
     buffer.copy_(batch.float())
     for allow_graph in (True, False):
@@ -104,11 +104,11 @@ def test_cudnn_settings_follow_the_precision():
     on; the CPU leaves cuDNN alone. Entering the flags works on a CPU build too."""
     before = torch.backends.cudnn.allow_tf32
     for precision, tf32 in [("fp32", False), ("tf32", True), ("fp16", False)]:
-        with cudnn_arithmetic(RunSettings(device="cuda", precision=precision)):
+        with cudnn_arithmetic(RunConfig(device="cuda", precision=precision)):
             assert torch.backends.cudnn.allow_tf32 is tf32
             assert torch.backends.cudnn.benchmark
         assert torch.backends.cudnn.allow_tf32 is before
-    with cudnn_arithmetic(RunSettings()):
+    with cudnn_arithmetic(RunConfig()):
         assert torch.backends.cudnn.allow_tf32 is before
 
 
@@ -117,7 +117,7 @@ def test_a_shape_earns_a_graph_when_seen_again_up_to_a_cap(network):
     instead of holding a graph per size."""
     from centernet.engines import torch_runner
 
-    runner = NetworkRunner(copy.deepcopy(network), RunSettings())
+    runner = NetworkRunner(copy.deepcopy(network), RunConfig())
     assert not runner._worth_a_graph((1, 3, 64, 64))
     assert runner._worth_a_graph((1, 3, 64, 64))
     runner._graphs = {(n, 3, 8, 8): None for n in range(torch_runner.MAX_GRAPHS)}
@@ -129,9 +129,9 @@ def test_cuda_defaults_channels_last_for_half_precisions_only(monkeypatch):
     """cuDNN's NCHW kernels measured faster for fp32 on an H200, NHWC for tf32/fp16/bf16
     (BENCHMARKS.md "GPU"); CUDA is simulated here, the defaults are plain logic."""
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    assert not RunSettings.resolve("cuda", "fp32").channels_last
+    assert not RunConfig.resolve("cuda", "fp32").channels_last
     for precision in ("tf32", "fp16", "bf16"):
-        settings = RunSettings.resolve("cuda", precision)
+        settings = RunConfig.resolve("cuda", precision)
         assert settings.channels_last and settings.capture == "graph"
-    assert RunSettings.resolve("cuda", "fp32", channels_last=True).channels_last  # asked for
-    assert not RunSettings.resolve("cpu", "bf16").channels_last
+    assert RunConfig.resolve("cuda", "fp32", channels_last=True).channels_last  # asked for
+    assert not RunConfig.resolve("cpu", "bf16").channels_last

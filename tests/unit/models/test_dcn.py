@@ -207,7 +207,7 @@ class _Net(torch.nn.Module):
 
 
 def _export(module: torch.nn.Module, x: torch.Tensor, path: Path, opset: int = 19, **kw) -> None:
-    """Legacy TorchScript export, as centernet.build.export does; its deprecation notice
+    """Legacy TorchScript export, as centernet.export.onnx_graph does; its deprecation notice
     silenced."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from centernet.cli import main
-from centernet.engines import EngineOptions
+from centernet.engines import EngineConfig
 from centernet.errors import CenterNetError
 from centernet.runtime.detector import Detector
 from tests.helpers import TINY_SIZE, assert_detections_close, write_bad_and_odd_images
@@ -20,7 +20,7 @@ torch = pytest.importorskip("torch")
 
 from centernet.runtime.device.jpeg import rgb_planes_to_bgr  # noqa: E402
 
-OPTIONS = EngineOptions(input_size=TINY_SIZE)
+OPTIONS = EngineConfig(input_size=TINY_SIZE)
 BOX_PX, SCORE = 0.5, 1e-4  # the agreement the device pipeline promises
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message without CUDA")
@@ -221,7 +221,7 @@ def test_onnxruntime_names_where_each_precision_runs(tiny_onnx_dynamic):
     hints = {"fp16": "use the torch engine", "tf32": 'with `device="cuda"`'}
     for precision, hint in hints.items():
         with pytest.raises(CenterNetError, match=f"no run-time {precision} mode; .*{hint}"):
-            Detector(tiny_onnx_dynamic, options=EngineOptions(precision=precision))
+            Detector(tiny_onnx_dynamic, options=EngineConfig(precision=precision))
 
 
 # ---- CUDA only: skipped without a GPU (CI); passed on an H200 (BENCHMARKS.md "GPU"). ----
@@ -229,7 +229,7 @@ def test_onnxruntime_names_where_each_precision_runs(tiny_onnx_dynamic):
 
 @cuda
 def test_cuda_device_pipeline_agrees_with_the_host(tiny_checkpoint, photo_paths):
-    options = EngineOptions(input_size=TINY_SIZE, device="cuda")
+    options = EngineConfig(input_size=TINY_SIZE, device="cuda")
     host = Detector(tiny_checkpoint, options=OPTIONS, batch_size=2)(photo_paths)
     device = Detector(tiny_checkpoint, options=options, batch_size=2, pipeline="device")
     for a, b in zip(host, device(photo_paths)):
@@ -242,9 +242,9 @@ def test_cuda_device_pipeline_agrees_with_the_host(tiny_checkpoint, photo_paths)
 def test_cuda_engine_graphs_per_batch_size(precision, tiny_checkpoint):
     from centernet.engines import open_engine
 
-    options = EngineOptions(input_size=TINY_SIZE, device="cuda", precision=precision)
+    options = EngineConfig(input_size=TINY_SIZE, device="cuda", precision=precision)
     engine = open_engine(tiny_checkpoint, "torch", options)
-    eager = open_engine(tiny_checkpoint, "torch", EngineOptions(input_size=TINY_SIZE, device="cuda",
+    eager = open_engine(tiny_checkpoint, "torch", EngineConfig(input_size=TINY_SIZE, device="cuda",
                                                                 capture="eager"))  # fmt: skip
     x = torch.randn((4, 3, *TINY_SIZE), device="cuda")
     first = [t.clone() for t in engine.forward(x)]  # a new shape runs eagerly once
@@ -287,7 +287,7 @@ def test_onnxruntime_on_cuda_says_what_is_missing(tiny_onnx_dynamic, monkeypatch
 
     if "CUDAExecutionProvider" in ort.get_available_providers():
         pytest.skip("onnxruntime-gpu is installed here")
-    options = EngineOptions(device="cuda")
+    options = EngineConfig(device="cuda")
     with pytest.raises(CenterNetError, match="install onnxruntime-gpu"):
         open_engine(tiny_onnx_dynamic, "onnxruntime", options)
     # onnxruntime-gpu present but CUDA unusable: it would quietly run on the CPU

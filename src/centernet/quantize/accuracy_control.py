@@ -4,7 +4,7 @@
 model with a validation function, ranks the quantized layers by what reverting each to
 float does to that score, and reverts the most harmful, one group at a time (re-ranking
 when a step does not help), until the drop is within ``max_drop`` or ``max_layers`` groups
-are float. The validation function here is the layer search's (``sensitivity.py``): COCO
+are float. The validation function here is the layer search's (``search_scoring.py``): COCO
 AP of the boxes against the float model's boxes on the probe calibration images
 (label-free), or against their labels (``--calib-ann``), with per-image values that NNCF
 uses to pick the images it ranks on. The result is then judged, as the QDQ search's is, on
@@ -16,25 +16,24 @@ openvino and nncf are imported inside the functions: importing this module stays
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import onnx
 
-from centernet.build.sensitivity import (
+from centernet.progress import Progress
+from centernet.quantize.config import SearchConfig
+from centernet.quantize.search import (
     INT8_HOLDS,
     MET,
     NOT_MET,
     WITHIN_NOISE,
-    DetectionProbe,
     LayerGain,
-    SearchConfig,
     SearchResult,
-    search_probes,
 )
-from centernet.progress import Progress
+from centernet.quantize.search_scoring import DetectionProbe, search_probes
 from centernet.types import ModelSpec
 
 STAGE = "int8-mixed (NNCF accuracy control)"
@@ -57,31 +56,19 @@ def quantize_with_accuracy_control(
     ``calibration`` yields input batches (re-iterable), ``paths`` are the calibration
     images (the first ``probe_images`` validate, the next ``check_images`` judge),
     ``ignored`` are OpenVINO op names kept float from the start, ``nncf_kwargs`` as
-    ``quantize_openvino.nncf_arguments`` gives them. Returns the model and what it
+    ``nncf_build.nncf_arguments`` gives them. Returns the model and what it
     measured; the layers NNCF reverted are named as in the ONNX export.
     """
     import nncf
     from nncf.quantization.advanced_parameters import AdvancedAccuracyRestorerParameters
 
-    from centernet.build.nncf_graph import int8_convolutions
+    from centernet.quantize.nncf_graph import int8_convolutions
 
     probe, check = search_probes(list(paths), spec, search)
     float_run = _compiled(model)
     reference = probe.use_as_reference(probe.run(float_run, _rows(spec)))
-    calls = [0]
     expected = 2 + len(_convolutions(model)) + search.max_layers
-
-    def validate(compiled: Any, items: Iterable[Any]) -> tuple[float, list[float]]:
-        indices = [int(i) for i in items]
-        trial = probe.run(_named(compiled), _rows(spec), indices)
-        each = [
-            probe.score([found], [index]) for found, index in zip(trial.detections, indices)
-        ]
-        calls[0] += 1
-        if progress:
-            progress(f"{STAGE}: validation runs", min(calls[0], expected), expected)
-        return probe.score(trial, indices), each
-
+    validate = _validation(probe, spec, expected, progress)
     kwargs = dict(nncf_kwargs)
     kwargs["advanced_quantization_parameters"] = kwargs.pop("advanced_parameters", None)
     with tempfile.TemporaryDirectory() as tmp:
@@ -125,6 +112,27 @@ def quantize_with_accuracy_control(
     return quantized, result
 
 
+def _validation(
+    probe: DetectionProbe, spec: ModelSpec, expected: int, progress: Progress | None
+) -> Callable[[Any, Iterable[Any]], tuple[float, list[float]]]:
+    """NNCF's validation function: a compiled model's score on the probe images NNCF
+    names, with each image's own (NNCF ranks on them); counts its calls for progress."""
+    calls = [0]
+
+    def validate(compiled: Any, items: Iterable[Any]) -> tuple[float, list[float]]:
+        indices = [int(i) for i in items]
+        trial = probe.run(_named(compiled), _rows(spec), indices)
+        each = [
+            probe.score([found], [index]) for found, index in zip(trial.detections, indices)
+        ]
+        calls[0] += 1
+        if progress:
+            progress(f"{STAGE}: validation runs", min(calls[0], expected), expected)
+        return probe.score(trial, indices), each
+
+    return validate
+
+
 def _judge(
     result: SearchResult,
     judge: DetectionProbe,
@@ -155,7 +163,7 @@ def _judge(
 
 
 def _rows(spec: ModelSpec) -> int:
-    from centernet.build.sensitivity import PROBE_BATCH
+    from centernet.quantize.search_scoring import PROBE_BATCH
 
     return PROBE_BATCH if spec.dynamic_batch else int(spec.batch)
 
@@ -181,22 +189,22 @@ def _named(compiled: Any):
 
 
 def _convolutions(model: Any) -> list[Any]:
-    from centernet.build.nncf_graph import CONVOLUTIONS
+    from centernet.quantize.nncf_graph import CONVOLUTIONS
 
     return [op for op in model.get_ordered_ops() if op.get_type_name() in CONVOLUTIONS]
 
 
 def _onnx_names(onnx_model: onnx.ModelProto, model: Any, friendly: set[str]) -> list[str]:
     """The ONNX node names of the OpenVINO convolutions ``friendly``, in graph order."""
-    from centernet.build.float_layers import conv_nodes
-    from centernet.build.nncf_graph import openvino_names
+    from centernet.quantize.float_layers import conv_nodes
+    from centernet.quantize.nncf_graph import openvino_names
 
     mapping = openvino_names(onnx_model, model, [n.name for n in conv_nodes(onnx_model)])
     return [name for name, op in mapping.items() if op in friendly]
 
 
 def _quiet():
-    from centernet.build.nncf_graph import quiet_nncf
+    from centernet.quantize.nncf_graph import quiet_nncf
 
     return quiet_nncf()
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from centernet.cli import main
-from centernet.engines import EngineOptions, open_engine
+from centernet.engines import EngineConfig, open_engine
 from centernet.errors import CenterNetError, ModelFileError
 from centernet.modelfile.spec import read_file_spec
 from centernet.runtime.detector import Detector
@@ -24,12 +24,14 @@ from tests.helpers import TINY_CLASSES, TINY_SIZE, assert_detections_close, writ
 ov = pytest.importorskip("openvino")
 pytest.importorskip("nncf")
 
-from centernet.build.quantize_openvino import (  # noqa: E402  (after the importorskips)
-    CONVOLUTIONS,
-    OpenVinoBuildConfig,
-    build_openvino,
-    int8_convolutions,
+from centernet.quantize.config import (  # noqa: E402  (after the importorskips)
+    BuildConfig,
+    CalibrationConfig,
+    NncfConfig,
 )
+from centernet.quantize.nncf_build import build_openvino  # noqa: E402
+from centernet.quantize.nncf_graph import CONVOLUTIONS, int8_convolutions  # noqa: E402
+from centernet.quantize.recipe import build  # noqa: E402
 
 HEAD_OUTPUT_CONVS = {f"/network/{h}/{h}.2/Conv": "head output conv" for h in ("hm", "wh", "reg")}
 BACKBONE_CONV = "/network/base/level2/tree1/conv1/Conv"  # one more, named by the caller
@@ -51,13 +53,16 @@ def calib_dir(photo_paths, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def int8_ir(tiny_onnx_dynamic, calib_dir, tmp_path_factory):
-    config = OpenVinoBuildConfig(
-        precision="int8",
-        calib_images=calib_dir,
-        calib_count=2,
-        keep_float={**HEAD_OUTPUT_CONVS, BACKBONE_CONV: "asked by the test"},
-    )
-    return build_openvino(tiny_onnx_dynamic, tmp_path_factory.mktemp("ir") / "int8.xml", config)
+    config = ir_config("int8", calib_dir, count=2)
+    keep = {**HEAD_OUTPUT_CONVS, BACKBONE_CONV: "asked by the test"}
+    out = tmp_path_factory.mktemp("ir") / "int8.xml"
+    return build_openvino(tiny_onnx_dynamic, out, config, keep)
+
+
+def ir_config(precision: str, calib_dir=None, count: int = 100, **changes) -> BuildConfig:
+    """An OpenVINO IR build's settings."""
+    calibration = CalibrationConfig(str(calib_dir), count) if calib_dir is not None else None
+    return BuildConfig(precision, calibration, target="openvino", **changes)
 
 
 def _inputs(paths) -> np.ndarray:
@@ -137,7 +142,7 @@ def test_spec_lives_in_the_runtime_info_and_reads_without_torch_or_nncf(int8_ir)
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])
 def test_float_ir_builds_match_the_export(precision, tiny_onnx_dynamic, photo_paths, tmp_path):
     result = build_openvino(
-        tiny_onnx_dynamic, tmp_path / f"{precision}.xml", OpenVinoBuildConfig(precision, batch=2)
+        tiny_onnx_dynamic, tmp_path / f"{precision}.xml", ir_config(precision, batch=2)
     )
     engine = open_engine(result.path)
     assert engine.spec.precision == precision and engine.batch_size == 2
@@ -179,7 +184,7 @@ def test_bf16_on_an_xml_runs_on_native_bf16_cpus_and_is_refused_on_simulated_oth
 ):
     from centernet.engines import openvino
 
-    asked = EngineOptions(precision="bf16")
+    asked = EngineConfig(precision="bf16")
     if openvino.cpu_has_native_bf16(ov.Core()):
         engine = open_engine(int8_ir.path, options=asked)
         assert engine.inference_precision == "bf16"
@@ -194,34 +199,29 @@ def test_bad_builds_and_bad_ir_files(tiny_onnx_dynamic, calib_dir, tmp_path):
     unreadable = tmp_path / "unreadable"
     unreadable.mkdir()
     (unreadable / "a.jpg").write_text("not an image")
-    cases = {
-        "written as a .xml": (tmp_path / "x.onnx", OpenVinoBuildConfig("fp32")),
-        "needs calibration images": (tmp_path / "x.xml", OpenVinoBuildConfig("int8")),
-        "int8-mixed needs the layers": (
-            tmp_path / "x.xml",
-            OpenVinoBuildConfig("int8-mixed", calib_images=calib_dir),
+    xml = tmp_path / "x.xml"
+    cases = {  # message -> (output, settings, layers kept float, direct back-end call)
+        "written as a .xml": (tmp_path / "x.onnx", ir_config("fp32"), None, False),
+        "needs calibration images": (xml, ir_config("int8"), None, False),
+        "int8-mixed needs the layers": (xml, ir_config("int8-mixed", calib_dir), None, True),
+        "unknown `nncf.bias_correction`": (
+            xml, ir_config("int8", calib_dir, nncf=NncfConfig(bias_correction="x")), None, False,
         ),
-        "unknown bias correction": (
-            tmp_path / "x.xml",
-            OpenVinoBuildConfig("int8", calib_images=calib_dir, nncf=_nncf(bias_correction="x")),
-        ),
-        "does not exist": (
-            tmp_path / "x.xml",
-            OpenVinoBuildConfig("int8", calib_images=tmp_path / "missing"),
-        ),
+        "does not exist": (xml, ir_config("int8", tmp_path / "missing"), None, False),
         "no calibration batch could be read .*a.jpg: not a decodable image": (
-            tmp_path / "x.xml",
-            OpenVinoBuildConfig("int8", calib_images=unreadable),
+            xml, ir_config("int8", unreadable), None, False,
         ),
         "not in the OpenVINO model: /network/nope": (
-            tmp_path / "x.xml",
-            OpenVinoBuildConfig("int8", calib_images=calib_dir, keep_float={"/network/nope": ""}),
+            xml, ir_config("int8", calib_dir), {"/network/nope": ""}, True,
         ),
-    }
-    for message, (out, config) in cases.items():
+    }  # fmt: skip
+    for message, (out, config, keep, direct) in cases.items():
         with pytest.raises(CenterNetError, match=message):
-            build_openvino(tiny_onnx_dynamic, out, config)
-    assert not (tmp_path / "x.xml").exists()
+            if direct:
+                build_openvino(tiny_onnx_dynamic, out, config, keep)
+            else:
+                build(tiny_onnx_dynamic, out, config)
+    assert not xml.exists()
 
     lonely = tmp_path / "lonely.xml"
     lonely.write_text("<net></net>")
@@ -230,9 +230,3 @@ def test_bad_builds_and_bad_ir_files(tiny_onnx_dynamic, calib_dir, tmp_path):
     lonely.with_suffix(".bin").write_bytes(b"")
     with pytest.raises(ModelFileError, match="not an OpenVINO IR"):
         open_engine(lonely)
-
-
-def _nncf(**changes):
-    from centernet.build.quantize_openvino import NncfSettings
-
-    return NncfSettings(**changes)

@@ -89,6 +89,7 @@ class ExportResult:
     seconds: float
     opset: int = MIN_OPSET
     check: ExportCheck | None = None
+    arch_inferred: bool = False  # the architecture was guessed from a checkpoint's keys
 
 
 def export_onnx(

@@ -10,11 +10,11 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
-from centernet.build.float_layers import head_nodes, head_output_convs
-from centernet.build.quantize import BuildConfig, CalibrationConfig
-from centernet.build.recipe import build
 from centernet.engines import open_engine
 from centernet.errors import CenterNetError
+from centernet.quantize.config import BuildConfig, CalibrationConfig, SearchConfig
+from centernet.quantize.float_layers import head_nodes, head_output_convs
+from centernet.quantize.recipe import build
 from centernet.runtime.detector import Detector
 from centernet.runtime.images import read_image
 from centernet.runtime.preprocess import PreprocessConfig, preprocess_into
@@ -42,7 +42,9 @@ def builds(tiny_onnx_dynamic, calib_dir, tmp_path_factory):
     calibration = CalibrationConfig(str(calib_dir), count=2)
     return {
         p: build(
-            tiny_onnx_dynamic, out / f"{p}.onnx", BuildConfig(precision=p, calibration=calibration)
+            tiny_onnx_dynamic,
+            out / f"{p}.onnx",
+            BuildConfig(p, calibration if p.startswith("int8") else None),
         )
         for p in ("fp32", "fp16", "int8", "int8-mixed")
     }
@@ -101,14 +103,14 @@ def test_int8_graph_is_qdq_with_float_logits_and_mixed_records_its_search(builds
     assert all("alone in float" in k.reason for k in mixed.kept if k.node in chosen)
     search = mixed.spec.extra["float_layer_search"]
     assert search["all_int8"] <= search["chosen"] <= search["float"] and search["float"] > 0.99
-    assert len(chosen) <= BuildConfig().mixed_max_layers
+    assert len(chosen) <= SearchConfig().max_layers
     calib = mixed.spec.extra["calibration"]
     assert calib == {"images": calib["images"], "count": 2, "method": "minmax"}
 
 
 def test_int8_mixed_by_sqnr_keeps_every_head_float(tiny_onnx_dynamic, calib_dir, tmp_path):
     config = BuildConfig(
-        "int8-mixed", CalibrationConfig(str(calib_dir), count=2), mixed_search="sqnr"
+        "int8-mixed", CalibrationConfig(str(calib_dir), count=2), search=SearchConfig("sqnr")
     )
     result = build(tiny_onnx_dynamic, tmp_path / "sqnr.onnx", config)
     model, int8_convs = dequantized_weights(result.path)
@@ -116,8 +118,6 @@ def test_int8_mixed_by_sqnr_keeps_every_head_float(tiny_onnx_dynamic, calib_dir,
     assert set(head_nodes(model)) <= kept and not (kept & int8_convs)
     assert any("dB" in k.reason for k in result.kept)
     assert result.search is None and "float_layer_search" not in result.spec.extra
-
-
 
 
 def test_bad_calibration_folders(tiny_onnx_dynamic, tmp_path, calib_dir):
@@ -181,10 +181,10 @@ def test_openvino_matches_onnxruntime(builds, photo_paths, precision, tmp_path):
     """Whatever the CPU: on one with native bf16, OpenVINO would run float layers in bf16
     unless told otherwise (boxes then differ by ~1e-2 px); fp32 must mean fp32."""
     pytest.importorskip("openvino")
-    from centernet.engines import EngineOptions
+    from centernet.engines import EngineConfig
 
     ov = Detector(
-        builds[precision].path, engine="openvino", options=EngineOptions(cache_dir=str(tmp_path))
+        builds[precision].path, engine="openvino", options=EngineConfig(cache_dir=str(tmp_path))
     )
     assert ov.engine.inference_precision == "fp32"
     ort = Detector(builds[precision].path, engine="onnxruntime")
@@ -215,18 +215,18 @@ def test_openvino_bf16_only_when_asked_native_bf16_cpu_runs_it_others_refuse(
     builds, photo_paths, tmp_path
 ):
     pytest.importorskip("openvino")
-    from centernet.engines import EngineOptions
+    from centernet.engines import EngineConfig
     from centernet.engines.openvino import cpu_has_native_bf16
 
-    default = open_engine(builds["fp32"].path, "openvino", EngineOptions(cache_dir=str(tmp_path)))
+    default = open_engine(builds["fp32"].path, "openvino", EngineConfig(cache_dir=str(tmp_path)))
     assert _compiled_precision(default) == "f32"
     assert (
         _compiled_precision(
-            open_engine(builds["int8"].path, "openvino", EngineOptions(cache_dir=str(tmp_path)))
+            open_engine(builds["int8"].path, "openvino", EngineConfig(cache_dir=str(tmp_path)))
         )
         == "f32"
     )
-    asked = EngineOptions(cache_dir=str(tmp_path), precision="bf16")
+    asked = EngineConfig(cache_dir=str(tmp_path), precision="bf16")
     if not cpu_has_native_bf16(default.core):
         with pytest.raises(CenterNetError, match="no native bf16"):
             open_engine(builds["fp32"].path, "openvino", asked)
@@ -243,13 +243,13 @@ def test_openvino_bf16_only_when_asked_native_bf16_cpu_runs_it_others_refuse(
 
 def test_bf16_is_refused_where_the_cpu_lacks_it_and_by_other_engines(builds, monkeypatch):
     pytest.importorskip("openvino")
-    from centernet.engines import EngineOptions, openvino
+    from centernet.engines import EngineConfig, openvino
 
     monkeypatch.setattr(openvino, "cpu_has_native_bf16", lambda core: False)
     with pytest.raises(CenterNetError, match="this CPU has no native bf16"):
-        open_engine(builds["fp32"].path, "openvino", EngineOptions(precision="bf16"))
+        open_engine(builds["fp32"].path, "openvino", EngineConfig(precision="bf16"))
     with pytest.raises(CenterNetError, match="onnxruntime engine has no run-time bf16"):
-        open_engine(builds["fp32"].path, "onnxruntime", EngineOptions(precision="bf16"))
+        open_engine(builds["fp32"].path, "onnxruntime", EngineConfig(precision="bf16"))
 
 
 def test_openvino_serves_every_batch_and_keep_res_size_from_one_compile(
@@ -258,9 +258,9 @@ def test_openvino_serves_every_batch_and_keep_res_size_from_one_compile(
     """The model compiles once from its file (dynamic batch and size), and gives ONNX
     Runtime's boxes at batch 1 and 3 and for keep_res images of different sizes."""
     pytest.importorskip("openvino")
-    from centernet.engines import EngineOptions
+    from centernet.engines import EngineConfig
 
-    options = EngineOptions(cache_dir=str(tmp_path))
+    options = EngineConfig(cache_dir=str(tmp_path))
     engine = open_engine(tiny_onnx_dynamic, "openvino", options)
     compiled = engine.compiled
     for keep_res, batch in ((False, 1), (False, 3), (True, 1)):
@@ -282,7 +282,8 @@ def test_openvino_serves_every_batch_and_keep_res_size_from_one_compile(
 def test_each_calibration_method_builds_and_is_recorded(
     tiny_onnx_dynamic, calib_dir, tmp_path, photo_paths, method, recorded
 ):
-    calibration = CalibrationConfig(str(calib_dir), 2, method, percentile=99.99, bins=512)
+    tuning = {k: v for k, v in {"percentile": 99.99, "bins": 512}.items() if k in recorded}
+    calibration = CalibrationConfig(str(calib_dir), 2, method, **tuning)
     result = build(tiny_onnx_dynamic, tmp_path / "m.onnx", BuildConfig("int8", calibration))
     assert result.spec.extra["calibration"] == {
         "images": calib_dir.name, "count": 2, **recorded

@@ -20,7 +20,7 @@ images: no labels. Steps:
    names, which the usual int8 build then quantizes: the same QDQ graph, head rule and
    kept-float layers, for ONNX Runtime and OpenVINO alike.
 
-The loss is the search's output error (``sensitivity.output_error``) in torch: normalised
+The loss is the search's output error (``search_scoring.output_error``) in torch: normalised
 squared error of the heatmap everywhere, of sizes and offsets where objects are.
 torch and nncf are imported inside the functions: ``import centernet`` stays light.
 """
@@ -39,22 +39,10 @@ from onnx import numpy_helper
 
 from centernet.errors import CenterNetError, ImageReadError, MissingDependencyError
 from centernet.progress import Progress
+from centernet.quantize.config import FinetuneConfig
 from centernet.types import ModelSpec
 
 STAGE = "int8 fine-tuning (label-free QAT)"
-
-
-@dataclass(frozen=True)
-class FinetuneConfig:
-    steps: int = 300
-    batch: int = 4  # crops per step
-    crop: int = 256  # side of the square crops trained on; 0 trains on whole images
-    # Adam moves each weight by about lr per step: 300 steps at 1e-6 stay within about half
-    # a weight quantization step of a trained network (measured: 1e-5 overfits 150 images)
-    lr: float = 1e-6
-    seed: int = 0
-    init_images: int | None = None  # images the quantizer ranges start from (None: all)
-    holdout: int = 16  # the last images: never trained on, they judge the fine-tuning
 
 
 @dataclass
@@ -83,7 +71,7 @@ def finetune(
     its int8 build reproduces the float outputs. ``keep_float`` names (as ONNX nodes) the
     convolutions the int8 build keeps float."""
     torch, nncf = _import_backends()
-    from centernet.build.export import ExportConfig, export_onnx
+    from centernet.export.onnx_graph import ExportConfig, export_onnx
 
     started = time.perf_counter()
     images = _load_images(paths, spec)
@@ -259,7 +247,7 @@ def _quantized_copy(
     from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters
     from nncf.quantization.range_estimator import RangeEstimatorParametersSet
 
-    from centernet.build.nncf_graph import quiet_nncf
+    from centernet.quantize.nncf_graph import quiet_nncf
 
     ignored = [re.escape(module_path(name).replace(".", "/")) + "/.*" for name in keep_float]
     data = [torch.from_numpy(image[None]) for image in images]
@@ -308,7 +296,7 @@ def _export_config(spec: ModelSpec, export_config: Any) -> Any:
 
 def _load_images(paths: Sequence[Path], spec: ModelSpec) -> list[np.ndarray]:
     """The calibration images through the inference pre-processing (fix_res)."""
-    from centernet.build.calibration import preprocess_config_for
+    from centernet.quantize.calibration import preprocess_config_for
     from centernet.runtime.images import read_image
     from centernet.runtime.preprocess import preprocess_into
 
@@ -351,4 +339,4 @@ def _import_backends() -> tuple[Any, Any]:
     return torch, nncf
 
 
-__all__ = ["FinetuneConfig", "FinetuneResult", "distillation_loss", "finetune", "module_path"]
+__all__ = ["FinetuneResult", "distillation_loss", "finetune", "module_path"]

@@ -8,12 +8,12 @@ import numpy as np
 import onnx
 import pytest
 
-from centernet.build.float_layers import int8_conv_names
-from centernet.build.quantize import BuildConfig, CalibrationConfig
-from centernet.build.recipe import build
-from centernet.build.sensitivity import output_error
 from centernet.engines import open_engine
 from centernet.modelfile.spec import load_centernet_onnx
+from centernet.quantize.config import BuildConfig, CalibrationConfig
+from centernet.quantize.float_layers import int8_conv_names
+from centernet.quantize.recipe import build
+from centernet.quantize.search_scoring import output_error
 from centernet.runtime.images import read_image
 from centernet.runtime.preprocess import PreprocessConfig, preprocess_into
 from tests.helpers import TINY_SIZE
@@ -38,7 +38,7 @@ def inputs(paths) -> np.ndarray:
 def test_the_network_rebuilt_from_the_export_computes_what_it_computes(
     tiny_onnx_dynamic, photo_paths
 ):
-    from centernet.build.finetune import network_from_onnx
+    from centernet.quantize.finetune import network_from_onnx
 
     model, spec = load_centernet_onnx(tiny_onnx_dynamic)
     network = network_from_onnx(model, spec)
@@ -55,7 +55,7 @@ def test_the_network_rebuilt_from_the_export_computes_what_it_computes(
 def test_fine_tuning_lowers_the_int8_error_against_the_float_outputs(
     tiny_onnx_dynamic, calib_dir, tmp_path
 ):
-    from centernet.build.finetune import FinetuneConfig
+    from centernet.quantize.config import FinetuneConfig
 
     calibration = CalibrationConfig(str(calib_dir), 3)
     plain = build(tiny_onnx_dynamic, tmp_path / "int8.onnx", BuildConfig("int8", calibration))
@@ -68,8 +68,12 @@ def test_fine_tuning_lowers_the_int8_error_against_the_float_outputs(
     )
     x = inputs(sorted(calib_dir.iterdir()))  # what it learned to reproduce, without labels
     want = open_engine(tiny_onnx_dynamic)(x)
-    before = output_error(open_engine(plain.path)(x), want, 0.3)
-    after = output_error(open_engine(tuned.path)(x), want, 0.3)
+    # on ONNX Runtime, whose QDQ arithmetic (uint8 activations with zero points, int8
+    # weights) the fake-quantized training copy reproduces: OpenVINO's int8 kernels round
+    # differently by CPU (on an AVX2-only Zen 3 the same builds measured 0.0094 -> 0.0090,
+    # against 0.0109 -> 0.0092 here)
+    before = output_error(open_engine(plain.path, "onnxruntime")(x), want, 0.3)
+    after = output_error(open_engine(tuned.path, "onnxruntime")(x), want, 0.3)
     assert after < 0.9 * before
     assert tuned.finetune is not None and tuned.finetune.loss_end < tuned.finetune.loss_start
     # the same QDQ graph: the same convolutions int8, the same ones float, for any runtime
@@ -91,7 +95,7 @@ def test_fine_tuning_that_does_not_help_on_held_out_images_is_not_used(
 ):
     """A learning rate that wrecks the weights: the held-out image shows it, and the build
     is plain int8 again (the same outputs as a build without fine-tuning)."""
-    from centernet.build.finetune import FinetuneConfig
+    from centernet.quantize.config import FinetuneConfig
 
     calibration = CalibrationConfig(str(calib_dir), 3)
     plain = build(tiny_onnx_dynamic, tmp_path / "int8.onnx", BuildConfig("int8", calibration))

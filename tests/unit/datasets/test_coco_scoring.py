@@ -8,7 +8,7 @@ import pytest
 
 pytest.importorskip("pycocotools")
 
-from centernet.measure.evaluate import coco_evaluate  # noqa: E402
+from centernet.datasets.coco_scoring import coco_evaluate  # noqa: E402
 
 
 def write_truth(path, boxes_per_image: dict[int, list[list[float]]]) -> None:

@@ -7,8 +7,8 @@ import cv2
 import numpy as np
 import pytest
 
-from centernet.build.calibration import ImageCalibrationReader, calibration_paths
 from centernet.errors import CenterNetError
+from centernet.quantize.calibration import ImageCalibrationReader, calibration_paths
 from centernet.runtime.images import read_image
 from centernet.runtime.preprocess import PreprocessConfig, preprocess_into
 from centernet.types import ModelSpec

@@ -9,9 +9,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from centernet.build.export import ExportConfig, export_onnx  # noqa: E402
 from centernet.engines import open_engine  # noqa: E402
 from centernet.errors import ModelFileError  # noqa: E402
+from centernet.export.onnx_graph import ExportConfig, export_onnx  # noqa: E402
 from centernet.modelfile.spec import MAP_OUTPUTS  # noqa: E402
 from centernet.models import create_model, settle_batchnorm  # noqa: E402
 from centernet.models.deploy import DeployModel  # noqa: E402
@@ -129,7 +129,7 @@ def _scale_one_conv_weight(source, target, factor: float) -> None:
 
 
 def test_export_check_fails_a_broken_graph_and_gives_the_numbers(tiny_network, tmp_path):
-    from centernet.build.export import VerifyConfig, verify_against_torch
+    from centernet.export.onnx_graph import VerifyConfig, verify_against_torch
 
     good = tmp_path / "good.onnx"
     export_onnx(tiny_network, good, ModelSpec("dlav0_34", 3, TINY_CLASSES, input_size=TINY_SIZE))

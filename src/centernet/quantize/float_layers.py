@@ -1,6 +1,6 @@
 """Which layers of a CenterNet graph stay float in every int8 build, and how a layer is
-made float again in a QDQ graph. Both back ends (ONNX QDQ in ``quantize.py``, the NNCF
-IR in ``quantize_openvino.py``) follow these rules, so they live here, below both.
+made float again in a QDQ graph. Both back ends (ONNX QDQ in ``qdq.py``, the NNCF
+IR in ``nncf_build.py``) follow these rules, so they live here, below both.
 
 The rules: the decode (the heatmap Sigmoid and everything after it), the head outputs
 (the last 1x1 convolution of each head, the hm/wh/reg logits), and the layers where int8

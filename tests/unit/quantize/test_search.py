@@ -10,15 +10,15 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from centernet.build.sensitivity import (
+from centernet.quantize.config import SearchConfig
+from centernet.quantize.search import (
     INT8_HOLDS,
     MET,
     NOT_MET,
     WITHIN_NOISE,
-    SearchConfig,
-    Trial,
     search_float_layers,
 )
+from centernet.quantize.search_scoring import Trial
 
 FLOAT = "float model"
 

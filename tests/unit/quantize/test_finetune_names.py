@@ -2,7 +2,7 @@
 
 import pytest
 
-from centernet.build.finetune import module_path
+from centernet.quantize.finetune import module_path
 
 
 @pytest.mark.parametrize(

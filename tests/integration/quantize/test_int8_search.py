@@ -10,11 +10,17 @@ import onnx
 import pytest
 import torch
 
-from centernet.build.float_layers import head_nodes, head_output_convs, int8_conv_names, keep_float
-from centernet.build.quantize import BuildConfig, CalibrationConfig, prepare_for_quantization
-from centernet.build.recipe import build
 from centernet.engines import open_engine
 from centernet.modelfile.spec import write_spec
+from centernet.quantize.config import BuildConfig, CalibrationConfig, NncfConfig, SearchConfig
+from centernet.quantize.float_layers import (
+    head_nodes,
+    head_output_convs,
+    int8_conv_names,
+    keep_float,
+)
+from centernet.quantize.ort_quantize import prepare_for_quantization
+from centernet.quantize.recipe import build
 from centernet.runtime.images import read_image
 from centernet.runtime.preprocess import PreprocessConfig, preprocess_into
 from tests.helpers import TINY_SIZE, export_tiny
@@ -162,7 +168,9 @@ def test_the_search_finds_a_layer_made_sensitive_on_purpose(
         fragile,
         tmp_path / "mixed.onnx",
         BuildConfig(
-            "int8-mixed", calibration, max_drop=0.05, mixed_max_layers=4, mixed_probe_images=3
+            "int8-mixed",
+            calibration,
+            search=SearchConfig(max_drop=0.05, max_layers=4, probe_images=3),
         ),
     )
     search = result.search
@@ -203,8 +211,9 @@ def test_the_openvino_target_follows_the_same_recipe(
 def test_the_noise_of_a_drop_is_its_spread_over_resamples_of_the_images(
     tiny_onnx_dynamic, photo_paths
 ):
-    from centernet.build.sensitivity import DetectionProbe, SearchConfig, Trial
     from centernet.modelfile.spec import load_centernet_onnx
+    from centernet.quantize.config import SearchConfig
+    from centernet.quantize.search_scoring import DetectionProbe, Trial
     from centernet.types import Detections
 
     _, spec = load_centernet_onnx(tiny_onnx_dynamic)
@@ -238,8 +247,8 @@ def test_nncf_accuracy_control_reverts_a_layer_made_fragile_on_purpose(
     correction: NNCF's corrects level0's bias from statistics the crushed channel skews,
     which no revert of level1 undoes.)"""
     pytest.importorskip("nncf")
-    from centernet.build.nncf_graph import int8_convolutions, openvino_names
     from centernet.modelfile.spec import read_file_spec
+    from centernet.quantize.nncf_graph import int8_convolutions, openvino_names
 
     result = build(
         fragile_onnx,
@@ -247,11 +256,8 @@ def test_nncf_accuracy_control_reverts_a_layer_made_fragile_on_purpose(
         BuildConfig(
             "int8-mixed",
             CalibrationConfig(str(calib_dir), 3),
-            max_drop=0.05,
-            mixed_max_layers=4,
-            mixed_probe_images=3,
-            mixed_check_images=0,
-            bias_correction="none",
+            search=SearchConfig(max_drop=0.05, max_layers=4, probe_images=3, check_images=0),
+            nncf=NncfConfig(bias_correction="none"),
         ),
     )
     search = result.search
