@@ -220,18 +220,17 @@ def builds(calib: Path, count: int, qat_steps: int) -> dict[str, tuple[str, Buil
             ".onnx",
             BuildConfig("int8", cal, finetune=FinetuneConfig(steps=qat_steps)),
         ),
-        "IR fp32": (".xml", BuildConfig("fp32", target="openvino")),
-        "IR int8 (NNCF)": (".xml", BuildConfig("int8", cal, target="openvino")),
+        "IR fp32": (".xml", BuildConfig("fp32")),
+        "IR int8 (NNCF)": (".xml", BuildConfig("int8", cal)),
         "IR int8-mixed (NNCF accuracy control)": (
             ".xml",
-            BuildConfig("int8-mixed", cal, target="openvino"),
+            BuildConfig("int8-mixed", cal),
         ),
         "IR int8-mixed --probe-images 96 --check-images 54": (
             ".xml",
             BuildConfig(
                 "int8-mixed",
                 cal,
-                target="openvino",
                 search=SearchConfig(probe_images=96, check_images=54),
             ),
         ),

@@ -51,7 +51,7 @@ def first_run_report() -> ReportConfig:
 def first_run_search() -> SearchConfig:
     """The int8-mixed layer search of a first run: picked on 8 calibration images, judged
     on the next 8, among the 8 convolutions whose output loses the most SQNR, at most 2
-    kept. ``centernet build --precision int8-mixed`` tries every layer on 32 + 64 images;
+    kept. ``centernet build --precision int8-mixed`` picks on 32 images and judges on 64;
     the demo says which it ran."""
     return SearchConfig(probe_images=8, check_images=8, max_layers=2, max_candidates=8)
 
@@ -132,8 +132,8 @@ def _search_note(search: SearchConfig, result) -> str:
         f"judged on {search.check_images} calibration images, among the "
         f"{search.max_candidates} convolutions with the largest int8 SQNR loss, at most "
         f"{search.max_layers} kept float{ended}; layers it kept float: {kept}. "
-        "`centernet build --precision int8-mixed` runs the full search (every layer, "
-        "32 + 64 images)."
+        "`centernet build --precision int8-mixed` picks on 32 calibration images and judges "
+        "on 64."
     )
 
 
@@ -205,29 +205,39 @@ def run_demo(
     return DemoResult(out, report, files, annotated, list(spec.class_names))
 
 
+def int8_suffix() -> str:
+    """The int8 file the engine ``auto`` runs fastest here: an OpenVINO IR where OpenVINO
+    is the default engine (BENCHMARKS.md, issue 30), else a QDQ .onnx."""
+    from centernet.engines import default_onnx_engine
+
+    return ".xml" if default_onnx_engine() == "openvino" else ".onnx"
+
+
 def _build_precisions(
     fp32: Path, out: Path, config: DemoConfig, step: Callable[[str], None], progress: Progress
 ) -> tuple[dict[str, Path], list[str]]:
-    """Every precision build of the export (the builds, and notes for the report)."""
+    """Every precision build of the export (the builds, and notes for the report): int8
+    as the file the default engine runs fastest (``int8_suffix``)."""
     models = fp32.parent
     built = {"fp32": fp32}
-    notes = [
-        f"int8 calibrated on {config.calib_images} synthetic images (seed {CALIB_SEED}); "
-        "int8-mixed reused those activation ranges."
-    ]
-    # int8 calibrates and writes the ranges; int8-mixed (same export, same images) reuses
-    # them instead of calibrating a second time
-    ranges = models / "calibration.ranges.json"
-    ranges.unlink(missing_ok=True)  # a re-run may calibrate on other images
-    calibration = CalibrationConfig(
-        str(out / "calibration" / "images"), config.calib_images, ranges_file=str(ranges)
-    )
+    suffix = int8_suffix()
+    images = str(out / "calibration" / "images")
+    notes = [f"int8 calibrated on {config.calib_images} synthetic images (seed {CALIB_SEED})"]
+    calibration = CalibrationConfig(images, config.calib_images)
+    if suffix == ".onnx":
+        # int8 calibrates and writes the ranges; int8-mixed (same export, same images)
+        # reuses them instead of calibrating a second time
+        ranges = models / "calibration.ranges.json"
+        ranges.unlink(missing_ok=True)  # a re-run may calibrate on other images
+        calibration = replace(calibration, ranges_file=str(ranges))
+        notes[0] += "; int8-mixed reused those activation ranges"
+    notes[0] += f"; int8 builds are {'OpenVINO IRs' if suffix == '.xml' else 'QDQ .onnx'}."
     for precision in PRECISIONS:
         if precision == "fp32":
             continue
         step(f"build {precision}")
-        built[precision] = models / f"{precision}.onnx"
         int8 = precision.startswith("int8")
+        built[precision] = models / f"{precision}{suffix if int8 else '.onnx'}"
         settings = BuildConfig(precision, calibration if int8 else None)
         if precision == "int8-mixed":
             settings = replace(settings, search=config.search)

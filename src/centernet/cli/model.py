@@ -128,15 +128,15 @@ def build_summary(result) -> list[str]:
     spec = result.spec
     batch = "dynamic" if spec.dynamic_batch else spec.batch
     summary = (
-        f"wrote {result.path}: {spec.precision}, batch {batch}, "
+        f"wrote {result.path}: {spec.precision}, {result.describe_target()}, batch {batch}, "
         f"{result.size_bytes / 1e6:.1f} MB, {result.seconds:.1f} s"
     )
     if spec.precision.startswith("int8"):
         calib = spec.extra["calibration"]
         summary += (
-            f"; {result.nodes_quantized} of {result.nodes_total} convolutions int8, "
-            f"{len(result.kept)} kept float; "
-            f"calibrated on {calib['count']} images ({calib['method']})"
+            f"; {result.nodes_quantized} of {result.nodes_total} convolutions int8 "
+            f"({result.int8_share:.1%} of the convolution work), {len(result.kept)} kept "
+            f"float; calibrated on {calib['count']} images ({calib['method']})"
         )
     lines = [summary]
     tuned = result.finetune

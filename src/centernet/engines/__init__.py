@@ -80,7 +80,16 @@ def auto_engine(path: Path, options: EngineConfig | None = None) -> str:
         arch = read_file_spec(path).arch
     except CenterNetError:
         return "onnxruntime"  # not a CenterNet file: let the engine say what is wrong
-    return "onnxruntime" if arch.startswith(_DEFORM_CONV_ARCHS) else "openvino"
+    return default_onnx_engine(arch)
+
+
+def default_onnx_engine(arch: str = "") -> str:
+    """The engine ``auto`` runs an .onnx of ``arch`` with on this machine's CPU: OpenVINO
+    on x86-64 where it is installed (not for DCN models, which it cannot convert), else
+    ONNX Runtime. Builds lay their int8 out for it by default."""
+    if not openvino_installed() or not _x86_64() or arch.startswith(_DEFORM_CONV_ARCHS):
+        return "onnxruntime"
+    return "openvino"
 
 
 def _x86_64() -> bool:
@@ -177,6 +186,7 @@ __all__ = [
     "Engine",
     "EngineConfig",
     "auto_engine",
+    "default_onnx_engine",
     "open_engine",
     "openvino_installed",
     "options_for",

@@ -1,5 +1,5 @@
 """OpenVINO engine (CPU): runs the fp32, fp16 and QDQ int8 ONNX builds directly, and
-OpenVINO IR builds (``.xml`` + ``.bin``, e.g. NNCF int8 from ``quantize/nncf_build.py``).
+OpenVINO IR builds (``.xml`` + ``.bin``, e.g. NNCF int8 from ``quantize/nncf_ir.py``).
 
 OpenVINO reads QDQ graphs and turns them into its own int8 kernels. An IR carries its
 ModelSpec in its runtime info, read from the ``.xml``'s tail without OpenVINO

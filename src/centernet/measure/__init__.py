@@ -6,6 +6,9 @@ from centernet._lazy import lazy_exports
 __getattr__, __dir__, __all__ = lazy_exports(
     __name__,
     {
+        "APDifference": "ap_bootstrap",
+        "PerImageAP": "ap_bootstrap",
+        "paired_difference": "ap_bootstrap",
         "BenchResult": "bench",
         "Timing": "bench",
         "parse_batches": "bench",

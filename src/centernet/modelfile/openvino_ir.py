@@ -65,7 +65,7 @@ def read_ir_spec(path: str | Path) -> ModelSpec:
             return ModelSpec.from_json(element.get("value", ""))
     raise ModelFileError(
         f"{path}: not a CenterNet model (no '{'/'.join(SPEC_RT_PATH)}' in its runtime info); "
-        'build one with `target="openvino"`'
+        "build one with an .xml output"
     )
 
 

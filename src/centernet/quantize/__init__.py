@@ -1,5 +1,5 @@
 """Precision builds of an fp32 export: fp32, fp16, int8 and int8-mixed, as a QDQ ``.onnx``
-(``qdq.py``, ONNX Runtime's tools) or an OpenVINO IR (``nncf_build.py``, NNCF), from one
+(``ort_qdq.py``, ONNX Runtime's tools) or an OpenVINO IR (``nncf_ir.py``, NNCF), from one
 recipe (``recipe.build``) and one set of settings (``config.py``): calibration, the
 int8-mixed layer search (``search.py``, scored by ``search_scoring.py``), fine-tuning
 (``finetune.py``)."""
@@ -23,7 +23,7 @@ __getattr__, __dir__, __all__ = lazy_exports(
         "keep_float": "float_layers",
         "build": "recipe",
         "build_qdq": "qdq",
-        "build_openvino": "nncf_build",
+        "build_openvino": "nncf_ir",
         "prepare_for_quantization": "ort_quantize",
         "SearchResult": "search",
         "output_error": "search_scoring",

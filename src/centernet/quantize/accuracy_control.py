@@ -33,7 +33,7 @@ from centernet.quantize.search import (
     LayerGain,
     SearchResult,
 )
-from centernet.quantize.search_scoring import DetectionProbe, search_probes
+from centernet.quantize.search_scoring import DetectionProbe, compiled_openvino, search_probes
 from centernet.types import ModelSpec
 
 STAGE = "int8-mixed (NNCF accuracy control)"
@@ -56,7 +56,7 @@ def quantize_with_accuracy_control(
     ``calibration`` yields input batches (re-iterable), ``paths`` are the calibration
     images (the first ``probe_images`` validate, the next ``check_images`` judge),
     ``ignored`` are OpenVINO op names kept float from the start, ``nncf_kwargs`` as
-    ``nncf_build.nncf_arguments`` gives them. Returns the model and what it
+    ``nncf_common.nncf_arguments`` gives them. Returns the model and what it
     measured; the layers NNCF reverted are named as in the ONNX export.
     """
     import nncf
@@ -64,7 +64,7 @@ def quantize_with_accuracy_control(
 
     from centernet.quantize.nncf_graph import int8_convolutions
 
-    probe, check = search_probes(list(paths), spec, search)
+    probe, check = search_probes(list(paths), spec, search, "openvino")
     float_run = _compiled(model)
     reference = probe.use_as_reference(probe.run(float_run, _rows(spec)))
     expected = 2 + len(_convolutions(model)) + search.max_layers
@@ -169,16 +169,12 @@ def _rows(spec: ModelSpec) -> int:
 
 
 def _compiled(model: Any):
-    """``model`` compiled for the CPU in f32 (never bf16: the float layers are the
-    reference), as a function batch -> named outputs."""
-    import openvino as ov
-
-    return _named(
-        ov.Core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": ov.Type.f32})
-    )
+    return compiled_openvino(model)
 
 
 def _named(compiled: Any):
+    """An already compiled model (NNCF hands the validation function one) as a function
+    batch -> named outputs."""
     outputs = list(compiled.outputs)
 
     def infer(batch: np.ndarray) -> dict[str, np.ndarray]:

@@ -19,25 +19,24 @@ from centernet.config_fields import described, setting
 from centernet.errors import CenterNetError
 
 PRECISIONS = ("fp32", "fp16", "int8", "int8-mixed")
-TARGETS = ("onnx", "openvino")
 #: minmax: the extremes over all images; minmax-ma: the average of each batch's extremes
 #: (ORT: a moving average; NNCF: the mean, its default for activations); percentile: the
 #: given percentile of the values (ORT: of |x| over a histogram of ``bins``; NNCF: the mean
 #: per-image quantile); entropy: the KL-divergence-minimising threshold (ORT only).
 CALIBRATION_METHODS = ("minmax", "minmax-ma", "percentile", "entropy")
-#: What each back end calibrates with when no method is named: measured best for the QDQ
-#: build (BENCHMARKS.md, issue 15); NNCF's own default for the IR.
-DEFAULT_METHODS = {"onnx": "minmax", "openvino": "minmax-ma"}
+#: What each kind of build calibrates with when no method is named: measured best for the
+#: QDQ .onnx (ONNX Runtime's tools; BENCHMARKS.md, issue 15); NNCF's own default for the IR.
+DEFAULT_METHODS = {"onnxruntime": "minmax", "openvino": "minmax-ma"}
 DEFAULT_PERCENTILE = 99.999
 DEFAULT_BINS = 2048
 #: The entropy method's quantized histogram (ORT's ``num_quantized_bins``): bins must exceed it.
 ENTROPY_QUANTIZED_BINS = 128
-#: int8-mixed: auto (task for a QDQ .onnx, nncf for an OpenVINO IR), task (our search by
-#: the boxes, on the QDQ graph), sqnr (the older rule), nncf (NNCF's accuracy control)
+#: int8-mixed: auto (task), task (our search by the boxes, on the QDQ graph or the quantized
+#: IR), sqnr (the older rule), nncf (NNCF's accuracy control, IR only)
 MIXED_SEARCHES = ("auto", "task", "sqnr", "nncf")
-SEARCH_ENGINES = ("onnxruntime", "openvino")
 PRESETS = ("performance", "mixed")  # NNCF: symmetric / asymmetric activations
 BIAS_CORRECTIONS = ("fast", "full", "none")
+OVERFLOW_FIXES = ("first_layer", "enable", "disable")
 MODEL_TYPES = ("cnn", "transformer")
 TARGET_DEVICES = ("CPU", "CPU_SPR", "ANY")
 
@@ -56,8 +55,8 @@ class CalibrationConfig:
     method: str | None = setting(
         None, flag="--calib-method", choices=CALIBRATION_METHODS,
         help="how activation ranges are chosen: the extremes, the average of each batch's "
-        "extremes, a percentile, or the entropy (KL) threshold (QDQ .onnx only). Default: "
-        + ", ".join(f"{m} for {t}" for t, m in DEFAULT_METHODS.items()),
+        "extremes, a percentile, or the entropy (KL) threshold (.onnx only). "
+        "Default: " + ", ".join(f"{m} for {e}" for e, m in DEFAULT_METHODS.items()),
     )  # fmt: skip
     percentile: float | None = setting(
         None, flag="--calib-percentile", metavar="P",
@@ -65,7 +64,7 @@ class CalibrationConfig:
     )  # fmt: skip
     bins: int | None = setting(
         None, flag="--calib-bins", minimum=1, metavar="N",
-        help=f"percentile and entropy methods of a QDQ .onnx: histogram bins "
+        help=f"percentile and entropy methods of an .onnx build: histogram bins "
         f"(default {DEFAULT_BINS})",
     )  # fmt: skip
     # an ORT calibration cache: reused if the file exists, written there otherwise, so that
@@ -73,20 +72,20 @@ class CalibrationConfig:
     ranges_file: str | None = setting(
         None, flag="--calib-ranges", metavar="FILE",
         help="activation ranges: reused if FILE exists, written there otherwise (int8 and "
-        "int8-mixed of one export on the same images then calibrate once; QDQ .onnx only)",
+        "int8-mixed of one export on the same images then calibrate once; .onnx only)",
     )  # fmt: skip
 
-    def method_for(self, target: str) -> str:
-        """The method this build calibrates with on ``target``."""
-        return self.method or DEFAULT_METHODS[target]
+    def method_for(self, engine: str) -> str:
+        """The method a build laid out for ``engine`` calibrates with."""
+        return self.method or DEFAULT_METHODS[engine]
 
-    def describe(self, target: str = "onnx") -> dict:
+    def describe(self, engine: str = "onnxruntime") -> dict:
         """What the ModelSpec records about it."""
-        method = self.method_for(target)
+        method = self.method_for(engine)
         described_: dict = {"images": Path(self.images).name, "method": method}
         if method == "percentile":
             described_["percentile"] = self.percentile or DEFAULT_PERCENTILE
-        if method in ("percentile", "entropy") and target == "onnx":
+        if method in ("percentile", "entropy") and engine == "onnxruntime":
             described_["bins"] = self.bins or DEFAULT_BINS
         return described_
 
@@ -98,9 +97,10 @@ class SearchConfig:
     method: str = setting(
         "auto", flag="--mixed-search", choices=MIXED_SEARCHES,
         help="int8-mixed: how float layers are picked. task: our search by their effect on "
-        "the boxes, on the QDQ graph; nncf: NNCF's quantize_with_accuracy_control with the "
-        "same score (OpenVINO target only); sqnr: per-layer SQNR with all heads float (the "
-        "older rule); auto: task for .onnx, nncf for an OpenVINO IR",
+        "the boxes, on the QDQ graph (run by the engine `--engine auto` picks) or on the "
+        "quantized OpenVINO IR; nncf: NNCF's quantize_with_accuracy_control with the same "
+        "score (an OpenVINO IR only; slower, with no speed budget); sqnr: per-layer SQNR "
+        "with all heads float (the older rule, .onnx only); auto: task",
     )  # fmt: skip
     max_drop: float = setting(
         0.002, flag="--max-drop",
@@ -138,17 +138,22 @@ class SearchConfig:
     min_error_cut: float = setting(
         0.02, help="share of int8's output error a kept layer must remove"
     )
-    engine: str = setting(
-        "onnxruntime", flag="--search-engine", choices=SEARCH_ENGINES,
-        help="int8-mixed (task search): the engine the layer search runs its trials on, i.e. "
-        "the one the build is meant for (int8 arithmetic differs between them)",
-    )  # fmt: skip
-    # None: every int8 convolution is a candidate (one trial each). N: only the N whose
-    # output loses the most SQNR in the int8 build are tried: quicker, may miss a layer
-    max_candidates: int | None = setting(
-        None, flag="--mixed-candidates", minimum=1, metavar="N",
+    # N: only the N whose output loses the most SQNR in the int8 build are tried alone
+    # (one trial each on the probe images); 0: every int8 convolution within the cost
+    # budget: slower, it can find a layer that the SQNR proxy ranks low
+    max_candidates: int = setting(
+        8, flag="--mixed-candidates", minimum=0, metavar="N",
         help="int8-mixed (task search): try only the N convolutions whose output loses the "
-        "most SQNR (quicker; default: every int8 convolution is tried)",
+        "most SQNR (a full-size DLA-34 build stays within 10 minutes on 2 cores); 0: every "
+        "int8 convolution within the cost budget",
+    )  # fmt: skip
+    # a float layer costs speed by its share of the work: with int8 kernels 2-4x as fast as
+    # float, 1 % of the multiply-adds in float costs about 1-3 % of the network's speed
+    max_float_cost: float = setting(
+        0.01, flag="--mixed-max-cost", minimum=0,
+        help="int8-mixed (task search): the largest share of the network's convolution "
+        "multiply-adds the layers it keeps float may do (0.01: 1 %%, which keeps the build "
+        "within about 3 %% of int8's speed)",
     )  # fmt: skip
     min_drop_db: float = setting(
         1.0, flag="--mixed-min-drop-db",
@@ -187,11 +192,19 @@ class FinetuneConfig:
 @dataclass(frozen=True)
 class NncfConfig:
     """What only the OpenVINO IR build (NNCF) has; activation ranges come from
-    ``CalibrationConfig``, like the QDQ build's."""
+    ``CalibrationConfig``, like every build's."""
 
     bias_correction: str = setting(
         "fast", flag="--bias-correction", choices=BIAS_CORRECTIONS,
-        help="openvino target: NNCF's bias correction (full: layer by layer, slower build)",
+        help="an OpenVINO IR (NNCF): bias correction (full: layer by layer, slower build)",
+    )  # fmt: skip
+    # CPUs without an int8 dot-product instruction (no VNNI or AMX: AVX2 only) multiply
+    # uint8 by int8 in 16-bit pairs that can saturate; 7-bit weights cannot (NNCF's fix)
+    overflow_fix: str = setting(
+        "first_layer", flag="--overflow-fix", choices=OVERFLOW_FIXES,
+        help="an OpenVINO IR (NNCF): weights in 7 bits where 8-bit products could saturate "
+        "on CPUs without VNNI/AMX: in the first layer only (NNCF's default), everywhere, or "
+        "nowhere",
     )  # fmt: skip
     preset: str = setting(
         "performance", choices=PRESETS,
@@ -210,11 +223,6 @@ class BuildConfig:
         help="the build's precision",
     )  # fmt: skip
     calibration: CalibrationConfig | None = None  # int8 and int8-mixed
-    target: str | None = setting(
-        None, flag="--target", choices=TARGETS,
-        help="onnx: a QDQ .onnx for any runtime; openvino: an OpenVINO IR (.xml + .bin) "
-        "quantized by NNCF. Default: openvino when the output ends in .xml, else onnx",
-    )  # fmt: skip
     batch: int | None = setting(
         None, flag="--batch", minimum=1, help="a static batch size (default: the export's)"
     )
@@ -231,24 +239,37 @@ class BuildConfig:
     # comparison with builds made before this rule, not for use
     head_outputs_float: bool = setting(True, help="keep the hm/wh/reg logits float")
 
-    def target_for(self, output: str | Path) -> str:
-        """The back end that writes ``output``: the asked target, else by its suffix."""
-        if self.target is not None:
-            return self.target
-        return "openvino" if Path(output).suffix.lower() == ".xml" else "onnx"
-
-    def search_method(self, target: str) -> str:
-        """The int8-mixed search this build runs on ``target`` (``auto`` resolved)."""
-        if self.search.method != "auto":
-            return self.search.method
-        return "nncf" if target == "openvino" else "task"
+    def search_method(self, target: BuildTarget) -> str:
+        """The int8-mixed search this build runs for ``target`` (``auto``: our task search,
+        on the QDQ graph or on the quantized IR itself)."""
+        return "task" if self.search.method == "auto" else self.search.method
 
 
-def check_build_config(config: BuildConfig, target: str) -> None:
+@dataclass(frozen=True)
+class BuildTarget:
+    """What a build writes, from its output's suffix: a QDQ ``.onnx`` by ONNX Runtime's
+    quantization rules, or an OpenVINO IR (``.xml``) by NNCF's; ``engine`` names whose
+    rules (and calibration defaults) apply."""
+
+    engine: str  # "onnxruntime" (a QDQ .onnx) or "openvino" (an IR)
+    ir: bool = False
+
+    def __str__(self) -> str:
+        return "an OpenVINO IR" if self.ir else "a QDQ .onnx"
+
+
+def resolve_target(output: str | Path) -> BuildTarget:
+    """The kind of file ``output`` asks for: an OpenVINO IR for ``.xml``, else QDQ ONNX."""
+    if Path(output).suffix.lower() == ".xml":
+        return BuildTarget("openvino", ir=True)
+    return BuildTarget("onnxruntime")
+
+
+def check_build_config(config: BuildConfig, target: BuildTarget) -> None:
     """Refuse values outside their choices, and every setting the build would not use.
 
     A setting counts as given when it differs from its default; a given setting that
-    this precision and back end ignore is an error that names it.
+    this precision and target ignore is an error that names it.
     """
     check_choices(config)
     int8 = config.precision.startswith("int8")
@@ -268,67 +289,74 @@ def check_build_config(config: BuildConfig, target: str) -> None:
     if config.calibration is not None:
         unused += _unused_calibration(config.calibration, target)
     unused += _unused_search(config, target, mixed)
-    if target == "openvino" and config.finetune is not None:
+    if target.ir and config.finetune is not None:
         raise CenterNetError(
             "`qat_steps` makes a QDQ .onnx build (which OpenVINO runs as well): write an .onnx"
         )
-    if target == "onnx" or not int8:
+    if not target.ir or not int8:
         unused += [
-            (f"nncf.{item.name}", "the OpenVINO IR's int8 build (NNCF) only")
+            (f"nncf.{item.name}", "int8 OpenVINO IR builds (NNCF) only")
             for item in fields(config.nncf)
             if _given(config.nncf, item.name)
         ]
     if unused:
         name, why = unused[0]
         raise CenterNetError(
-            f"`{name}` is not used by a {config.precision} {target} build: it applies to {why}"
+            f"`{name}` is not used by a {config.precision} build ({target}): it applies to "
+            f"{why}"
         )
 
 
-def _unused_calibration(calib: CalibrationConfig, target: str) -> list[tuple[str, str]]:
-    method = calib.method_for(target)
+def _unused_calibration(calib: CalibrationConfig, target: BuildTarget) -> list[tuple[str, str]]:
+    method = calib.method_for(target.engine)
+    ort = not target.ir
     unused = []
     if calib.percentile is not None and method != "percentile":
         unused.append(("calibration.percentile", "the percentile method"))
-    if calib.bins is not None and (target != "onnx" or method not in ("percentile", "entropy")):
+    if calib.bins is not None and (not ort or method not in ("percentile", "entropy")):
         unused.append(
-            ("calibration.bins", "the percentile and entropy methods of a QDQ .onnx "
-             "(NNCF computes its quantiles without a histogram)")
+            ("calibration.bins", "the percentile and entropy methods of a QDQ .onnx (NNCF "
+             "computes its quantiles without a histogram)")
         )  # fmt: skip
-    if calib.ranges_file is not None and target != "onnx":
+    if calib.ranges_file is not None and not ort:
         unused.append(
             ("calibration.ranges_file", "a QDQ .onnx (ONNX Runtime's calibration ranges; "
-             "the OpenVINO IR is calibrated by NNCF)")
+             "an OpenVINO IR is calibrated by NNCF)")
         )  # fmt: skip
     if method == "entropy" and calib.bins is not None and calib.bins <= ENTROPY_QUANTIZED_BINS:
         raise CenterNetError(
             f"`calibration.bins` must be above {ENTROPY_QUANTIZED_BINS} for the entropy "
             f"method (it compares the histogram with {ENTROPY_QUANTIZED_BINS}-level ones)"
         )
-    if target == "openvino" and method == "entropy":
+    if not ort and method == "entropy":
         raise CenterNetError(
             "`calib_method=\"entropy\"` has no NNCF counterpart (NNCF calibrates by extremes, "
-            "their mean, or quantiles): choose minmax, minmax-ma or percentile for an "
-            "OpenVINO IR, or write a QDQ .onnx"
+            "their mean, or quantiles): choose minmax, minmax-ma or percentile for a build "
+            'for an OpenVINO IR, or write a QDQ .onnx'
         )
     return unused
 
 
-def _unused_search(config: BuildConfig, target: str, mixed: bool) -> list[tuple[str, str]]:
+def _unused_search(config: BuildConfig, target: BuildTarget, mixed: bool) -> list[tuple[str, str]]:
     """Search settings that the build's search (none unless int8-mixed) would not read."""
     method = config.search_method(target)
     reads = {
         "task": {"max_drop", "max_layers", "probe_images", "check_images", "annotations",
-                 "noise_sigmas", "min_error_cut", "engine", "max_candidates",
-                 "pseudo_gt_threshold"},
+                 "noise_sigmas", "min_error_cut", "max_candidates", "pseudo_gt_threshold",
+                 "max_float_cost"},
         "nncf": {"max_drop", "max_layers", "probe_images", "check_images", "annotations",
                  "noise_sigmas", "pseudo_gt_threshold"},
         "sqnr": {"max_layers", "probe_images", "min_drop_db"},
     }  # fmt: skip
-    if mixed and method == "nncf" and target != "openvino":
+    if mixed and method == "nncf" and not target.ir:
         raise CenterNetError(
-            'NNCF\'s accuracy control makes OpenVINO IRs: use `target="openvino"` (an .xml '
-            'output), or `mixed_search="task"` for a QDQ .onnx'
+            "NNCF's accuracy control makes OpenVINO IRs: write an .xml, or "
+            '`mixed_search="task"` for a QDQ .onnx'
+        )
+    if mixed and method == "sqnr" and target.ir:
+        raise CenterNetError(
+            '`mixed_search="sqnr"` (the older rule) makes a QDQ .onnx: write an .onnx, or use '
+            "the task or nncf search"
         )
     used = reads[method] | {"method"} if mixed else set()
     where = f"the {method} search of an int8-mixed build" if mixed else "int8-mixed builds"
@@ -378,7 +406,8 @@ __all__ = [
     "NncfConfig",
     "PRECISIONS",
     "SearchConfig",
-    "TARGETS",
+    "BuildTarget",
+    "resolve_target",
     "check_build_config",
     "check_choices",
 ]

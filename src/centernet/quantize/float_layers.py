@@ -1,10 +1,11 @@
 """Which layers of a CenterNet graph stay float in every int8 build, and how a layer is
-made float again in a QDQ graph. Both back ends (ONNX QDQ in ``qdq.py``, the NNCF
-IR in ``nncf_build.py``) follow these rules, so they live here, below both.
+made float again in a QDQ graph. Both back ends (ONNX QDQ in ``ort_qdq.py``, the NNCF
+IR in ``nncf_ir.py``) follow these rules, so they live here, below both.
 
 The rules: the decode (the heatmap Sigmoid and everything after it), the head outputs
-(the last 1x1 convolution of each head, the hm/wh/reg logits), and the layers where int8
-is slower than float on the CPU (the stem, ConvTranspose up-sampling).
+(the last 1x1 convolution of each head, the hm/wh/reg logits), and, for a build laid out
+for ONNX Runtime, the layers where its int8 is slower than float (the stem, ConvTranspose
+up-sampling).
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import onnx
+
+from centernet.errors import CenterNetError
 
 HEADS = ("hm", "wh", "reg")
 
@@ -40,14 +43,18 @@ def decode_nodes(model: onnx.ModelProto) -> list[str]:
     return names
 
 
-def float_by_design(model: onnx.ModelProto) -> list[KeptLayer]:
-    """Convolutions every int8 build keeps in float, because int8 is slower there.
+def float_by_design(model: onnx.ModelProto, engine: str = "onnxruntime") -> list[KeptLayer]:
+    """Convolutions an int8 build laid out for ``engine`` keeps in float, because int8 is
+    slower there.
 
-    The stem (3 input channels: too short a dot product for int8 kernels; measured 40 ms
-    int8 against ~10 ms float for DLA-34 at 512x512 on 2 AVX2 cores) and the depthwise
-    ConvTranspose up-sampling (ONNX Runtime's CPU provider has no int8 kernel for it, so
-    quantizing only adds QuantizeLinear/DequantizeLinear around a float op).
+    ONNX Runtime: the stem (3 input channels: too short a dot product for its int8
+    kernels; measured 40 ms int8 against ~10 ms float for DLA-34 at 512x512 on 2 AVX2
+    cores) and the depthwise ConvTranspose up-sampling (its CPU provider has no int8
+    kernel for it, so quantizing only adds QuantizeLinear/DequantizeLinear around a float
+    op). OpenVINO has int8 kernels for both (NNCF quantizes them): none.
     """
+    if engine == "openvino":
+        return []
     weights = {init.name: init for init in model.graph.initializer}
     kept = []
     for node in conv_nodes(model):
@@ -57,6 +64,29 @@ def float_by_design(model: onnx.ModelProto) -> list[KeptLayer]:
             )
         elif node.input[1] in weights and weights[node.input[1]].dims[1] <= 4:
             kept.append(KeptLayer(node.name, "stem with <= 4 input channels: float is faster"))
+    return kept
+
+
+def float_layers_by_design(
+    model: onnx.ModelProto,
+    engine: str,
+    head_outputs_float: bool = True,
+    asked: tuple[str, ...] | list[str] = (),
+) -> list[KeptLayer]:
+    """The layers every int8 build for ``engine`` keeps float, and the head outputs unless
+    ``head_outputs_float`` is off; every layer in ``asked`` (the user's) must exist."""
+    kept = float_by_design(model, engine)
+    if head_outputs_float:
+        kept += [
+            KeptLayer(h, "head output (logits): no Q/DQ on hm/wh/reg")
+            for h in head_output_convs(model)
+        ]
+    known = {node.name for node in conv_nodes(model)}
+    unknown = [name for name in asked if name not in known]
+    if unknown:
+        raise CenterNetError(
+            f"`keep_float_layers` names no convolution of this model: {unknown[0]}"
+        )
     return kept
 
 

@@ -121,3 +121,50 @@ def _quantized_weights(port: Any) -> bool:
     if kind in ("Convert", "Multiply", "Subtract", "Reshape"):  # weight decompression
         return _quantized_weights(op.input(0))
     return False
+
+
+def dequantize_convolutions(model: Any, names: Iterable[str]) -> list[str]:
+    """Make the convolutions ``names`` (friendly names, ``/WithoutBiases`` aside) of an
+    NNCF-quantized model float in place: their int8 weights (a constant decompressed by
+    Convert and Multiply, as NNCF leaves them) become the float constant they stand for,
+    and their input skips its FakeQuantize (which other layers reading the same tensor
+    keep). Returns those found."""
+    import openvino as ov
+
+    wanted = set(names)
+    done = []
+    for op in model.get_ordered_ops():
+        name = op.get_friendly_name().removesuffix("/WithoutBiases")
+        if op.get_type_name() not in CONVOLUTIONS or name not in wanted:
+            continue
+        weights = _decompressed(op.input(1).get_source_output().get_node())
+        if weights is not None:
+            op.input(1).replace_source_output(ov.opset13.constant(weights).output(0))
+        source = op.input(0).get_source_output().get_node()
+        if source.get_type_name() == "FakeQuantize":  # this input only: others keep it
+            op.input(0).replace_source_output(source.input_value(0))
+        done.append(name)
+    model.validate_nodes_and_infer_types()
+    return done
+
+
+def _decompressed(op: Any) -> Any | None:
+    """The float values behind NNCF's weight decompression ``Multiply(Convert(q) [-
+    zero point], scale)``, or None when the weights are not stored that way."""
+    import numpy as np
+
+    if op.get_type_name() != "Multiply":
+        return None
+    values, scale = (op.input(i).get_source_output().get_node() for i in (0, 1))
+    if scale.get_type_name() != "Constant":
+        values, scale = scale, values
+    zero_point = 0.0
+    if values.get_type_name() == "Subtract":
+        zero_point = values.input(1).get_source_output().get_node().get_data()
+        values = values.input(0).get_source_output().get_node()
+    if values.get_type_name() == "Convert":
+        values = values.input(0).get_source_output().get_node()
+    if values.get_type_name() != "Constant" or scale.get_type_name() != "Constant":
+        return None
+    raw = values.get_data().astype(np.float32)
+    return ((raw - zero_point) * scale.get_data()).astype(np.float32)

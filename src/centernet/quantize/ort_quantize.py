@@ -27,7 +27,7 @@ def calibration_options(calib: CalibrationConfig) -> tuple[object, dict]:
     ``create_calibrator`` directly: ``quantize_static`` would drop ``num_bins``)."""
     from onnxruntime.quantization import CalibrationMethod
 
-    method = calib.method_for("onnx")
+    method = calib.method_for("onnxruntime")
     bins = calib.bins or DEFAULT_BINS
     if method == "percentile":
         percentile = calib.percentile or DEFAULT_PERCENTILE
@@ -60,7 +60,7 @@ def calibrate(
     )
     reader.rewind()
     batches = len(reader)
-    histogram = calib.method_for("onnx") in ("percentile", "entropy")
+    histogram = calib.method_for("onnxruntime") in ("percentile", "entropy")
     stride = _stride(batches, HISTOGRAM_STRIDE) if histogram else batches
     for start in range(0, batches, stride):
         reader.set_range(start, start + stride)
@@ -99,7 +99,7 @@ def check_ranges(path: Path, prepared: onnx.ModelProto, calib: CalibrationConfig
     if saved.calibration_method != method:
         raise CenterNetError(
             f"calibration ranges {path} were made with {saved.calibration_method.name}, not "
-            f"{calib.method_for('onnx')}; delete the file to calibrate again"
+            f"{calib.method_for('onnxruntime')}; delete the file to calibrate again"
         )
 
 

@@ -17,7 +17,8 @@ class BuildResult:
     spec: ModelSpec
     seconds: float
     size_bytes: int  # an IR: .xml + .bin
-    target: str = "onnx"  # "onnx" (QDQ) or "openvino" (NNCF IR)
+    engine: str = "onnxruntime"  # whose quantization rules it follows (openvino: the IR)
+    ir: bool = False  # an OpenVINO IR (else a QDQ .onnx)
     nodes_quantized: int = 0
     nodes_total: int = 0
     kept: list[KeptLayer] = field(default_factory=list)  # ONNX node names, both back ends
@@ -26,3 +27,10 @@ class BuildResult:
     finetune: FinetuneResult | None = None  # fine-tuning (QDQ only): what it did
     ranges_reused: bool = False  # the activation ranges came from calibration.ranges_file
     openvino_names: dict[str, str] = field(default_factory=dict)  # IR: ONNX node -> op
+    int8_share: float = 0.0  # share of the convolution multiply-adds in int8 layers
+
+    def describe_target(self) -> str:
+        """What kind of file this is, in words."""
+        if self.ir:
+            return "an OpenVINO IR"
+        return "a QDQ .onnx" if self.spec.precision.startswith("int8") else "an .onnx"

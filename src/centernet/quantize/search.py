@@ -152,21 +152,28 @@ def search_float_layers(
     progress: Progress | None = None,
     check: DetectionProbe | None = None,
     reference_model: onnx.ModelProto | None = None,
+    costs: dict[str, float] | None = None,
 ) -> SearchResult:
     """The fewest ``candidates`` to keep float for the build to be within ``max_drop``,
     picked on ``probe``'s images and judged on ``check``'s (``probe``'s when None).
 
     ``float_model`` gives the float weights of a layer made float; ``reference_model``
     (default: the same) the boxes to agree with, e.g. the model before fine-tuning.
+    ``costs`` (layer -> its share of the network's multiply-adds) bounds what is kept
+    float to ``max_float_cost`` in all: a layer that does not fit is never tried.
     """
     config = probe.config
     truth = float_model if reference_model is None else reference_model
     result = _score_all_int8(probe, check, truth, qdq_model)
     if result.outcome != NOT_MET or config.max_layers <= 0:
         return result
+    if costs is not None:
+        candidates = [c for c in candidates if costs.get(c, 0.0) <= config.max_float_cost]
     result.ranked = _rank(probe, float_model, qdq_model, candidates, make_float,
                           result.int8, result.int8_error, progress)  # fmt: skip
-    chosen = _add_float_layers(probe, check, float_model, qdq_model, make_float, result, progress)
+    chosen = _add_float_layers(
+        probe, check, float_model, qdq_model, make_float, result, progress, costs or {}
+    )
     _, int8_score, final_score = result.judged()
     no_carry_over = check is not None and (
         result.check_int8_error - result.check_final_error
@@ -229,19 +236,24 @@ def _add_float_layers(
     make_float: Callable[[onnx.ModelProto, onnx.ModelProto, Sequence[str]], onnx.ModelProto],
     result: SearchResult,
     progress: Progress | None,
+    costs: dict[str, float],
 ) -> list[LayerGain]:
     """The greedy, cumulative step: the ranked layers made float one more at a time, each
-    kept if it still removes enough output error, until the budget (or its noise) is met
-    on the judged images or ``max_layers`` are float. Updates ``result`` as it goes."""
+    kept if it still removes enough output error and fits the cost budget, until the
+    budget (or its noise) is met on the judged images or ``max_layers`` are float.
+    Updates ``result`` as it goes."""
     config = probe.config
     judge = check or probe
     assert judge.reference_trial is not None
     chosen: list[LayerGain] = []
+    spent = 0.0
     least = config.min_error_cut * result.int8_error
     stage = "int8-mixed: adding float layers (greedy, cumulative)"
     for done, layer in enumerate(result.ranked):
         if len(chosen) >= config.max_layers:
             break
+        if spent + costs.get(layer.node, 0.0) > config.max_float_cost:
+            continue  # it would cost more speed than the budget leaves
         if progress:
             progress(stage, done, len(result.ranked))
         trial_model = make_float(qdq_model, float_model, [c.node for c in chosen] + [layer.node])
@@ -252,6 +264,7 @@ def _add_float_layers(
         if not step.kept:
             continue  # with the layers already float it removes too little error
         chosen.append(layer)
+        spent += costs.get(layer.node, 0.0)
         result.final, result.final_error = step.score, step.error
         judged = trial
         if check is not None:
@@ -293,15 +306,18 @@ def _rank(
     return sorted((m for m in measured if m.error_cut > 0), key=lambda m: -m.error_cut)
 
 
-def describe_search(found: SearchResult, search: SearchConfig, method: str = "task") -> dict:
-    """What the ModelSpec records about an int8-mixed search (``float_layer_search``)."""
+def describe_search(
+    found: SearchResult, search: SearchConfig, engine: str, method: str = "task"
+) -> dict:
+    """What the ModelSpec records about an int8-mixed search (``float_layer_search``);
+    ``engine`` ran its trials."""
     return {
         **found.summary(),
         "method": method,
         "min_error_cut": search.min_error_cut,
         "probe_images": search.probe_images,
         "check_images": search.check_images,
-        "engine": "openvino" if method == "nncf" else search.engine,
+        "engine": engine,
     }
 
 

@@ -10,6 +10,7 @@ import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -45,10 +46,12 @@ class DetectionProbe:
         paths: Sequence[Path],
         spec: ModelSpec,
         config: SearchConfig,
+        engine: str = "onnxruntime",
         engine_config: EngineConfig | None = None,
     ) -> None:
         self.spec = spec
         self.config = config
+        self.engine = engine  # what runs the trials: the engine the build is laid out for
         self.engine_config = engine_config
         preprocess = preprocess_config_for(spec)
         self.tensors: list[np.ndarray] = []
@@ -71,26 +74,32 @@ class DetectionProbe:
         self._reference_outputs: dict[str, np.ndarray] | None = None
         self.reference_trial: Trial | None = None
 
-    def detections(self, model: onnx.ModelProto | Path) -> Trial:
+    def detections(self, model: onnx.ModelProto | Path | Any) -> Trial:
         """The model's boxes on every probe image (threshold 0, 100 per image), and its
-        output maps (for ``error``)."""
+        output maps (for ``error``). ``model``: an ONNX graph or file (run by the probe's
+        engine), or an in-memory ``openvino.Model`` (compiled for the CPU in f32)."""
         from centernet.engines import open_engine
         from centernet.modelfile.spec import write_spec
 
+        if hasattr(model, "get_ordered_ops"):
+            return self.run(compiled_openvino(model), self._rows())
         with tempfile.TemporaryDirectory() as tmp:
             path = model if isinstance(model, Path) else Path(tmp) / "probe.onnx"
             if not isinstance(model, Path):
                 write_spec(model, self.spec)  # the engine reads it (the trials lack it)
                 onnx.save(model, str(path))
             options = self.engine_config or self._trial_options(Path(tmp))
-            engine = open_engine(path, self.config.engine, options)
+            engine = open_engine(path, self.engine, options)
             trial = self.run(engine, engine.batch_size or PROBE_BATCH)
             del engine
         return trial
 
+    def _rows(self) -> int:
+        return PROBE_BATCH if self.spec.dynamic_batch else int(self.spec.batch)
+
     def _trial_options(self, tmp: Path) -> EngineConfig:
         """A trial model is compiled once: OpenVINO's cache goes with it."""
-        if self.config.engine == "openvino":
+        if self.engine == "openvino":
             return EngineConfig(cache_dir=str(tmp / "cache"))
         return EngineConfig()
 
@@ -169,17 +178,19 @@ class DetectionProbe:
 
 
 def search_probes(
-    paths: list[Path], spec: ModelSpec, search: SearchConfig
+    paths: list[Path], spec: ModelSpec, search: SearchConfig, engine: str = "onnxruntime"
 ) -> tuple[DetectionProbe, DetectionProbe | None]:
     """The search's two sets of calibration images: the first ``probe_images`` to pick
     layers on, the next ``check_images`` to judge the choice on (None when the calibration
-    set has no images left over: the choice is then judged on the probe images)."""
-    probe = DetectionProbe(paths[: search.probe_images], spec, search)
+    set has no images left over: the choice is then judged on the probe images). Trials
+    run on ``engine``."""
+    probe = DetectionProbe(paths[: search.probe_images], spec, search, engine)
     rest = paths[search.probe_images : search.probe_images + search.check_images]
     if not rest:
         return probe, None
     try:
-        return probe, DetectionProbe(rest, spec, replace(search, probe_images=len(rest)))
+        check = DetectionProbe(rest, spec, replace(search, probe_images=len(rest)), engine)
+        return probe, check
     except CenterNetError:  # none of them readable
         return probe, None
 
@@ -317,3 +328,18 @@ def _coco_ap(ground_truth: dict, detections: list[Detections]) -> float:
         raise MissingDependencyError(
             "pycocotools (for the int8-mixed layer search)", "eval"
         ) from None
+
+
+def compiled_openvino(model: Any) -> Callable[[np.ndarray], dict[str, np.ndarray]]:
+    """``model`` (an ``openvino.Model``) compiled for the CPU in f32 (never bf16: the float
+    layers are the reference), as a function batch -> named outputs."""
+    import openvino as ov
+
+    compiled = ov.Core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": ov.Type.f32})
+    outputs = list(compiled.outputs)
+
+    def infer(batch: np.ndarray) -> dict[str, np.ndarray]:
+        result = compiled(batch)
+        return {port.get_any_name(): np.asarray(result[port]) for port in outputs}
+
+    return infer

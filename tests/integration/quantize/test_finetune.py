@@ -63,15 +63,17 @@ def test_fine_tuning_lowers_the_int8_error_against_the_float_outputs(
         tiny_onnx_dynamic,
         tmp_path / "qat.onnx",
         BuildConfig(
-            "int8", calibration, finetune=FinetuneConfig(steps=40, batch=3, crop=0, lr=2e-5)
+            "int8",
+            calibration,
+            finetune=FinetuneConfig(steps=40, batch=3, crop=0, lr=2e-5),
         ),
     )
     x = inputs(sorted(calib_dir.iterdir()))  # what it learned to reproduce, without labels
     want = open_engine(tiny_onnx_dynamic)(x)
     # on ONNX Runtime, whose QDQ arithmetic (uint8 activations with zero points, int8
     # weights) the fake-quantized training copy reproduces: OpenVINO's int8 kernels round
-    # differently by CPU (on an AVX2-only Zen 3 the same builds measured 0.0094 -> 0.0090,
-    # against 0.0109 -> 0.0092 here)
+    # differently by CPU (on an AVX2-only Zen 3 the same two builds measured 0.0094 ->
+    # 0.0090 on OpenVINO, 0.0109 -> 0.0092 on ONNX Runtime)
     before = output_error(open_engine(plain.path, "onnxruntime")(x), want, 0.3)
     after = output_error(open_engine(tuned.path, "onnxruntime")(x), want, 0.3)
     assert after < 0.9 * before

@@ -170,7 +170,11 @@ def test_the_search_finds_a_layer_made_sensitive_on_purpose(
         BuildConfig(
             "int8-mixed",
             calibration,
-            search=SearchConfig(max_drop=0.05, max_layers=4, probe_images=3),
+            # every layer is a candidate: this is about the search's ranking, not about
+            # the default speed budget or the SQNR preselection
+            search=SearchConfig(
+                max_drop=0.05, max_layers=4, probe_images=3, max_candidates=0, max_float_cost=1.0
+            ),
         ),
     )
     search = result.search
@@ -256,7 +260,9 @@ def test_nncf_accuracy_control_reverts_a_layer_made_fragile_on_purpose(
         BuildConfig(
             "int8-mixed",
             CalibrationConfig(str(calib_dir), 3),
-            search=SearchConfig(max_drop=0.05, max_layers=4, probe_images=3, check_images=0),
+            search=SearchConfig(
+                "nncf", max_drop=0.05, max_layers=4, probe_images=3, check_images=0
+            ),
             nncf=NncfConfig(bias_correction="none"),
         ),
     )
@@ -294,3 +300,52 @@ def test_a_build_whose_budget_cannot_be_met_says_so(fragile_onnx, calib_dir, tmp
     recorded = read_file_spec(out).extra["float_layer_search"]
     assert recorded["budget_met"] is False and recorded["outcome"] == "not met"
     assert recorded["drop"] > 0.01 and recorded["chosen"] == recorded["all_int8"]
+
+
+def test_the_search_on_an_openvino_ir_runs_on_the_ir_itself(
+    tiny_onnx_dynamic, calib_dir, tmp_path
+):
+    """The IR's int8-mixed: the task search on NNCF's quantized model, each trial a copy
+    with the chosen convolutions made float (``dequantize_convolutions``), scored in
+    OpenVINO; what it keeps is float in the saved IR. (No noise floor and no budget: it
+    keeps what lowers the output error, up to two layers.)"""
+    pytest.importorskip("nncf")
+    from centernet.quantize.kernels import openvino_int8_convolutions
+
+    strict = SearchConfig(
+        max_drop=0.0, noise_sigmas=0.0, max_layers=2, probe_images=3, check_images=0,
+        max_candidates=0, max_float_cost=1.0,
+    )  # fmt: skip
+    result = build(
+        tiny_onnx_dynamic,
+        tmp_path / "mixed.xml",
+        BuildConfig("int8-mixed", CalibrationConfig(str(calib_dir), 3), search=strict),
+    )
+    search = result.search
+    assert search is not None and search.ranked and search.steps
+    assert search.final_error <= search.int8_error
+    runs = openvino_int8_convolutions(result.path)
+    for layer in search.chosen:  # float in the saved IR, and named as the search's
+        assert runs[layer.node] is False
+        assert any(k.node == layer.node and "search" in k.reason for k in result.kept)
+    recorded = result.spec.extra["float_layer_search"]
+    assert recorded["method"] == "task" and recorded["engine"] == "openvino"
+
+
+def test_a_layer_beyond_the_speed_budget_is_never_tried(fragile_onnx, calib_dir, tmp_path):
+    """The fragile layer does more than 0.01 % of the work: with that budget the search
+    cannot keep it float, and says the budget was not met rather than slowing the build."""
+    from centernet.quantize.cost import convolution_macs
+
+    macs = convolution_macs(onnx.load(str(fragile_onnx)), (128, 128))
+    assert macs[SENSITIVE] / sum(macs.values()) > 1e-4
+    cheap = SearchConfig(
+        max_drop=0.05, max_layers=4, probe_images=3, max_candidates=0, max_float_cost=1e-4
+    )
+    result = build(
+        fragile_onnx,
+        tmp_path / "mixed.onnx",
+        BuildConfig("int8-mixed", CalibrationConfig(str(calib_dir), 3), search=cheap),
+    )
+    assert SENSITIVE not in [layer.node for layer in result.search.ranked]
+    assert SENSITIVE not in {k.node for k in result.kept}

@@ -1,5 +1,5 @@
-"""Precision builds against fp32, calibration through the real pre-processing, batch
-independence, and OpenVINO against ONNX Runtime."""
+"""Precision builds (QDQ .onnx) against fp32, calibration through the real pre-processing,
+batch independence, and OpenVINO against ONNX Runtime."""
 
 from __future__ import annotations
 
@@ -110,7 +110,9 @@ def test_int8_graph_is_qdq_with_float_logits_and_mixed_records_its_search(builds
 
 def test_int8_mixed_by_sqnr_keeps_every_head_float(tiny_onnx_dynamic, calib_dir, tmp_path):
     config = BuildConfig(
-        "int8-mixed", CalibrationConfig(str(calib_dir), count=2), search=SearchConfig("sqnr")
+        "int8-mixed",
+        CalibrationConfig(str(calib_dir), count=2),
+        search=SearchConfig("sqnr"),
     )
     result = build(tiny_onnx_dynamic, tmp_path / "sqnr.onnx", config)
     model, int8_convs = dequantized_weights(result.path)
@@ -183,11 +185,9 @@ def test_openvino_matches_onnxruntime(builds, photo_paths, precision, tmp_path):
     pytest.importorskip("openvino")
     from centernet.engines import EngineConfig
 
-    ov = Detector(
-        builds[precision].path, engine="openvino", options=EngineConfig(cache_dir=str(tmp_path))
-    )
+    ov = Detector(builds[precision].path, options=EngineConfig(cache_dir=str(tmp_path)))
     assert ov.engine.inference_precision == "fp32"
-    ort = Detector(builds[precision].path, engine="onnxruntime")
+    ort = Detector(builds[precision].path)
     if precision == "fp32":
         for a, b in zip(ov(photo_paths), ort(photo_paths)):
             assert_detections_close(a, b, atol=1e-3)

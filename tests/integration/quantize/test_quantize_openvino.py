@@ -29,8 +29,8 @@ from centernet.quantize.config import (  # noqa: E402  (after the importorskips)
     CalibrationConfig,
     NncfConfig,
 )
-from centernet.quantize.nncf_build import build_openvino  # noqa: E402
 from centernet.quantize.nncf_graph import CONVOLUTIONS, int8_convolutions  # noqa: E402
+from centernet.quantize.nncf_ir import build_openvino  # noqa: E402
 from centernet.quantize.recipe import build  # noqa: E402
 
 HEAD_OUTPUT_CONVS = {f"/network/{h}/{h}.2/Conv": "head output conv" for h in ("hm", "wh", "reg")}
@@ -62,7 +62,7 @@ def int8_ir(tiny_onnx_dynamic, calib_dir, tmp_path_factory):
 def ir_config(precision: str, calib_dir=None, count: int = 100, **changes) -> BuildConfig:
     """An OpenVINO IR build's settings."""
     calibration = CalibrationConfig(str(calib_dir), count) if calib_dir is not None else None
-    return BuildConfig(precision, calibration, target="openvino", **changes)
+    return BuildConfig(precision, calibration, **changes)
 
 
 def _inputs(paths) -> np.ndarray:
@@ -201,9 +201,8 @@ def test_bad_builds_and_bad_ir_files(tiny_onnx_dynamic, calib_dir, tmp_path):
     (unreadable / "a.jpg").write_text("not an image")
     xml = tmp_path / "x.xml"
     cases = {  # message -> (output, settings, layers kept float, direct back-end call)
-        "written as a .xml": (tmp_path / "x.onnx", ir_config("fp32"), None, False),
+        "written as a .xml": (tmp_path / "x.onnx", ir_config("fp32"), None, True),
         "needs calibration images": (xml, ir_config("int8"), None, False),
-        "int8-mixed needs the layers": (xml, ir_config("int8-mixed", calib_dir), None, True),
         "unknown `nncf.bias_correction`": (
             xml, ir_config("int8", calib_dir, nncf=NncfConfig(bias_correction="x")), None, False,
         ),

@@ -23,30 +23,29 @@ and torch-free; NNCF itself imports torch when present.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import onnx
 
-from centernet.errors import CenterNetError, MissingDependencyError
+from centernet.errors import CenterNetError
 from centernet.modelfile.openvino_ir import IR_SUFFIX, write_ir_spec
 from centernet.modelfile.spec import INPUT_NAME, load_centernet_onnx
 from centernet.progress import Progress
 from centernet.quantize.calibration import ImageCalibrationReader, calibration_paths
 from centernet.quantize.config import (
-    DEFAULT_PERCENTILE,
     BuildConfig,
-    CalibrationConfig,
-    NncfConfig,
-    SearchConfig,
+    BuildTarget,
 )
+from centernet.quantize.cost import convolution_macs, int8_share
 from centernet.quantize.float_layers import KeptLayer, float_by_design
+from centernet.quantize.nncf_common import CalibrationBatches, import_backends, nncf_arguments
 from centernet.quantize.nncf_graph import (
     CONVOLUTIONS,
     decode_ops,
+    dequantize_convolutions,
     int8_convolutions,
     openvino_names,
     quiet_nncf,
@@ -63,20 +62,19 @@ def build_openvino(
     output_xml: str | Path,
     config: BuildConfig,
     keep: Mapping[str, str] | None = None,
-    accuracy_control: SearchConfig | None = None,
     progress: Progress | None = None,
 ) -> BuildResult:
     """Write ``output_xml`` (+ ``.bin``): the fp32 export ``input_onnx`` at
     ``config.precision`` as an OpenVINO IR (``recipe.build`` has checked the config).
 
-    ``keep`` maps ONNX node names to keep float to the reason (int8-mixed's layers, the
-    head outputs); the float layers by design are added. ``accuracy_control``: int8-mixed
-    by NNCF's accuracy control with the layer search's score and budget
-    (``accuracy_control.py``); without it only ``keep`` stays float."""
+    ``keep`` maps ONNX node names to keep float to the reason (the head outputs, the
+    layers asked for); the float layers by design are added. int8-mixed then runs the
+    layer search on the quantized model (``ir_search.py``), or NNCF's accuracy control
+    with the search's score and budget (``accuracy_control.py``)."""
     started = time.perf_counter()
     input_onnx, output_xml = Path(input_onnx), Path(output_xml)
     keep = dict(keep or {})
-    _check_output(config, output_xml, keep, accuracy_control)
+    _check_output(output_xml)
     onnx_model, spec = load_centernet_onnx(input_onnx)
     if spec.precision != "fp32":
         raise CenterNetError(
@@ -88,13 +86,14 @@ def build_openvino(
     batch = 1 if spec.dynamic_batch else int(spec.batch)
     calib = config.calibration
     paths = calibration_paths(calib.images, calib.count, batch) if int8 and calib else []
-    ov, _ = _import_backends(int8)
+    ov, _ = import_backends(int8)
     model = _converted(ov, input_onnx, spec, config, progress)
-    result = BuildResult(output_xml, spec, 0.0, 0, target="openvino")
+    result = BuildResult(output_xml, spec, 0.0, 0, engine="openvino", ir=True)
     if int8:
         assert calib is not None
-        model = _quantized(model, onnx_model, spec, paths, batch, config, keep,
-                           accuracy_control, result, progress)  # fmt: skip
+        model = _quantized(
+            model, onnx_model, spec, paths, batch, config, keep, result, progress
+        )
         spec.extra["calibration"] = {**calib.describe("openvino"), "count": len(paths)}
         spec.extra["calibration"].update(
             preset=config.nncf.preset, bias_correction=config.nncf.bias_correction
@@ -110,6 +109,9 @@ def build_openvino(
     result.size_bytes = output_xml.stat().st_size + output_xml.with_suffix(".bin").stat().st_size
     result.nodes_quantized = len(int8_convolutions(model))
     result.nodes_total = len(convs)
+    if int8:
+        macs = convolution_macs(onnx_model, spec.input_size)
+        result.int8_share = int8_share(macs, set(macs) - {k.node for k in result.kept})
     return result
 
 
@@ -136,11 +138,11 @@ def _quantized(
     batch: int,
     config: BuildConfig,
     keep: dict[str, str],
-    accuracy_control: SearchConfig | None,
     result: BuildResult,
     progress: Progress | None,
 ) -> Any:
-    """NNCF's int8 model: plain post-training quantization, or with accuracy control."""
+    """NNCF's int8 model: post-training quantization, float where OpenVINO runs float
+    here; int8-mixed then runs the task search on it, or NNCF's accuracy control."""
     import nncf
 
     result.kept = _layers_to_keep(onnx_model, keep)
@@ -151,111 +153,83 @@ def _quantized(
     batches = CalibrationBatches(reader)
     assert config.calibration is not None
     arguments = nncf_arguments(config.nncf, config.calibration)
-    if config.precision == "int8-mixed" and accuracy_control is not None:
-        from centernet.quantize.accuracy_control import quantize_with_accuracy_control
-        from centernet.quantize.search import describe_search
-
-        model, found = quantize_with_accuracy_control(
-            model, batches, len(batches), paths, spec, onnx_model, ignored, arguments,
-            accuracy_control, progress,
+    method = config.search_method(BuildTarget("openvino", ir=True))
+    mixed = config.precision == "int8-mixed"
+    if mixed and method == "nncf":
+        return _with_accuracy_control(
+            model, batches, paths, spec, onnx_model, ignored, arguments, config, result,
+            reader, progress,
         )  # fmt: skip
-        spec.extra["float_layer_search"] = describe_search(found, accuracy_control, "nncf")
-        result.search = found
-        result.kept += [KeptLayer(layer.node, ACCURACY_CONTROL_REASON) for layer in found.chosen]
-    else:
-        with quiet_nncf():
-            model = nncf.quantize(
-                model,
-                nncf.Dataset(batches),
-                subset_size=len(batches),
-                ignored_scope=nncf.IgnoredScope(names=sorted(set(ignored)), validate=True),
-                **arguments,
-            )
+    float_model = model.clone()
+    with quiet_nncf():
+        model = nncf.quantize(
+            model,
+            nncf.Dataset(batches),
+            subset_size=len(batches),
+            ignored_scope=nncf.IgnoredScope(names=sorted(set(ignored)), validate=True),
+            **arguments,
+        )
     result.skipped_images = sorted(set(reader.skipped))
+    result.kept += _float_where_openvino_runs_float(model)
+    if mixed and method == "task":
+        from centernet.quantize.ir_search import search_ir
+        from centernet.quantize.search import describe_search, search_reason
+
+        model, found = search_ir(model, float_model, onnx_model, spec, paths, config, progress)
+        spec.extra["float_layer_search"] = describe_search(found, config.search, "openvino")
+        result.search = found
+        result.kept += [KeptLayer(layer.node, search_reason(layer)) for layer in found.chosen]
     return model
 
 
-def _check_output(
+def _with_accuracy_control(
+    model: Any,
+    batches: CalibrationBatches,
+    paths: list[Path],
+    spec: ModelSpec,
+    onnx_model: onnx.ModelProto,
+    ignored: list[str],
+    arguments: dict[str, Any],
     config: BuildConfig,
-    output_xml: Path,
-    keep: Mapping[str, str],
-    accuracy_control: SearchConfig | None,
-) -> None:
+    result: BuildResult,
+    reader: ImageCalibrationReader,
+    progress: Progress | None,
+) -> Any:
+    """int8-mixed by NNCF's accuracy control with the search's score and budget."""
+    from centernet.quantize.accuracy_control import quantize_with_accuracy_control
+    from centernet.quantize.search import describe_search
+
+    model, found = quantize_with_accuracy_control(
+        model, batches, len(batches), paths, spec, onnx_model, ignored, arguments,
+        config.search, progress,
+    )  # fmt: skip
+    spec.extra["float_layer_search"] = describe_search(found, config.search, "openvino", "nncf")
+    result.search = found
+    result.kept += [KeptLayer(layer.node, ACCURACY_CONTROL_REASON) for layer in found.chosen]
+    result.skipped_images = sorted(set(reader.skipped))
+    result.kept += _float_where_openvino_runs_float(model)
+    return model
+
+
+def _float_where_openvino_runs_float(model: Any) -> list[KeptLayer]:
+    """Quantized convolutions OpenVINO's CPU plugin runs in float on this machine (e.g.
+    the depthwise ConvTranspose where it has no int8 kernel for it) made float again:
+    FakeQuantize around a float kernel only adds work."""
+    from centernet.quantize.kernels import openvino_int8_convolutions
+
+    quantized = {name.removesuffix("/WithoutBiases") for name in int8_convolutions(model)}
+    runs = openvino_int8_convolutions(model)
+    fallbacks = sorted(name for name in quantized if runs.get(name) is False)
+    done = dequantize_convolutions(model, fallbacks)
+    reason = "OpenVINO runs it in float on this CPU: int8 would only add FakeQuantize work"
+    return [KeptLayer(name, reason) for name in done]
+
+
+def _check_output(output_xml: Path) -> None:
     if output_xml.suffix.lower() != IR_SUFFIX:
         raise CenterNetError(
             f"an OpenVINO build is written as a .xml file (and its .bin), not {output_xml.name}"
         )
-    if config.precision == "int8-mixed" and not keep and accuracy_control is None:
-        raise CenterNetError(
-            "int8-mixed needs the layers to keep in float (keep_float) or accuracy control"
-        )
-
-
-def _import_backends(int8: bool) -> tuple[Any, Any]:
-    """openvino, and nncf for int8 builds; a missing one is a MissingDependencyError."""
-    try:
-        import openvino as ov
-    except ImportError:
-        raise MissingDependencyError("openvino", "openvino") from None
-    if not int8:
-        return ov, None
-    try:
-        import nncf
-    except ImportError:
-        raise MissingDependencyError("nncf", "openvino") from None
-    return ov, nncf
-
-
-def nncf_arguments(settings: NncfConfig, calibration: CalibrationConfig) -> dict[str, Any]:
-    """``nncf.quantize`` keyword arguments for ``settings`` and the calibration method."""
-    import nncf
-    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters
-
-    advanced = AdvancedQuantizationParameters(
-        disable_bias_correction=settings.bias_correction == "none"
-    )
-    estimator = range_estimator(calibration)
-    if estimator is not None:
-        advanced.activations_range_estimator_params = estimator
-    return {
-        "preset": nncf.QuantizationPreset(settings.preset),
-        "target_device": nncf.TargetDevice(settings.target_device),
-        "model_type": nncf.ModelType.TRANSFORMER if settings.model_type == "transformer" else None,
-        "fast_bias_correction": settings.bias_correction != "full",
-        "advanced_parameters": advanced,
-    }
-
-
-def range_estimator(calibration: CalibrationConfig) -> Any | None:
-    """NNCF's activation range estimator for the calibration method (None: NNCF's own
-    default, the mean of each image's extremes, which is what no method asks for).
-
-    minmax: the extremes over all images; minmax-ma: their mean (NNCF's MEAN_MINMAX); the
-    percentile method: the mean over images of the (1 - p/100) and p/100 quantiles."""
-    from nncf.quantization.range_estimator import (
-        AggregatorType,
-        RangeEstimatorParameters,
-        RangeEstimatorParametersSet,
-        StatisticsCollectorParameters,
-        StatisticsType,
-    )
-
-    method = calibration.method
-    if method is None:
-        return None
-    if method == "minmax":
-        return RangeEstimatorParametersSet.MINMAX
-    if method == "minmax-ma":
-        return RangeEstimatorParametersSet.MEAN_MINMAX
-    if method == "percentile":
-        outliers = 1.0 - (calibration.percentile or DEFAULT_PERCENTILE) / 100.0
-        bound = StatisticsCollectorParameters(
-            statistics_type=StatisticsType.QUANTILE,
-            aggregator_type=AggregatorType.MEAN,
-            quantile_outlier_prob=outliers,
-        )
-        return RangeEstimatorParameters(min=bound, max=bound)
-    raise CenterNetError(f'`calib_method="{method}"` has no NNCF counterpart')
 
 
 # ---------------------------------------------------------------- graph
@@ -265,7 +239,7 @@ def _layers_to_keep(onnx_model: onnx.ModelProto, keep: Mapping[str, str]) -> lis
     """The caller's float layers, then the by-design ones (each node once)."""
     kept = [KeptLayer(node, reason) for node, reason in keep.items()]
     named = set(keep)
-    kept += [k for k in float_by_design(onnx_model) if k.node not in named]
+    kept += [k for k in float_by_design(onnx_model, "openvino") if k.node not in named]
     return kept
 
 
@@ -289,32 +263,4 @@ def _set_batch(model: Any, batch: int | str) -> None:
 
 
 
-# ---------------------------------------------------------------- calibration data
-
-
-class CalibrationBatches:
-    """The calibration reader as a re-iterable of input batches: NNCF walks its data set
-    more than once (statistics, then bias correction), each walk from the first image."""
-
-    def __init__(self, reader: ImageCalibrationReader) -> None:
-        self.reader = reader
-        self.walks = 0
-        self._stage = reader.stage
-
-    def __len__(self) -> int:
-        return len(self.reader)
-
-    def __iter__(self) -> Iterator[np.ndarray]:
-        self.walks += 1
-        self.reader.stage = self._stage if self.walks == 1 else f"{self._stage} (pass {self.walks})"
-        self.reader.rewind()
-        count = 0
-        while (item := self.reader.get_next()) is not None:
-            count += 1
-            yield item[self.reader.input_name]
-        if not count:  # else NNCF fails later with a message about empty statistics
-            reasons = self.reader.skipped[:1] or ["fewer readable images than one batch"]
-            raise CenterNetError(f"no calibration batch could be read ({reasons[0]})")
-
-
-__all__ = ["build_openvino", "nncf_arguments", "range_estimator"]
+__all__ = ["build_openvino"]
