@@ -53,7 +53,11 @@ def evaluate_detector(
             failures.append((result.source, result.error or "unreadable"))
             continue
         results += detections_to_coco(
-            result.detections, category_ids, file_name=image.file_name, image_id=image.id
+            result.detections,
+            category_ids,
+            file_name=image.file_name,
+            image_id=image.id,
+            class_names=detector.spec.class_names,
         )
     seconds = time.perf_counter() - started
     stats = coco_evaluate(annotations.path, results, image_ids=[im.id for im in images])
