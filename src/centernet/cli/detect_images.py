@@ -124,7 +124,8 @@ class _ImageRun:
         class_names = self.detector.spec.class_names
         started = time.perf_counter()
         stream = self.detector.stream([paths[i] for i in indices], profile)
-        for index, result in zip(indices, progress(stream, len(indices), "detect")):
+        # the stream first: zip ends on its StopIteration, so it finishes (threads joined)
+        for result, index in zip(progress(stream, len(indices), "detect"), indices):
             if not result.ok:
                 self.failed += 1
                 report_skipped(result.source, result.error)

@@ -199,7 +199,7 @@ class LineBar(_Silent):
         the last update (a stage waiting on work it does not count keeps its rate)."""
         working = self.last_update - self.started
         rate = self.n / working if working > 0 else 0.0
-        parts = [f"{self.desc}: {self.n}/{self.total if self.total else '?'} {self.unit}"]
+        parts = [f"{self.desc}: {self.n}/{'?' if self.total is None else self.total} {self.unit}"]
         if self.total:
             parts[0] += f" ({self.n / self.total:.0%})"
         parts.append(f"{_rate(rate)} {self.unit}/s" if self.n else f"0 {self.unit}/s")

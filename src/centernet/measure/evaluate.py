@@ -48,7 +48,7 @@ def evaluate_detector(
     results: list[dict[str, Any]] = []
     failures: list[tuple[str, str]] = []
     started = time.perf_counter()
-    for image, result in zip(images, stream):
+    for result, image in zip(stream, images):  # the stream first: it runs to its end
         if not result.ok:
             failures.append((result.source, result.error or "unreadable"))
             continue
