@@ -57,7 +57,7 @@ def detect_json(
     api_key: str | None = None,
     cafile: str | Path | None = None,
 ) -> dict:
-    """The server's JSON answer for one image (see README "Serving")."""
+    """The server's JSON answer for one image (docs/serving.md, docs/output-formats.md)."""
     body, content_type = encode_for_upload(image)
     query = "&".join(
         f"{key}={value}"
