@@ -31,7 +31,7 @@ DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 #: Words in documented command lines that are not arguments, dropped before parsing (keep
 #: this small: anything else a reader would type must parse).
 NOT_ARGUMENTS = {
-    "[same options]",  # README: the stream synopsis refers to the video line above it
+    "[same options]",  # docs/commands.md: the stream synopsis refers to the video line above
 }
 
 PLACEHOLDER = re.compile(r"^[A-Z][A-Za-z0-9_:.]*$")  # MODEL, DIR, N, MIN:MAX, HxW, CKPT.pth
