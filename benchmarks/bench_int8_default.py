@@ -4,7 +4,8 @@
         --data ../shared/data/shapes6 --work runs/bench/int8_default
 
 The split is fixed: the images of ``--data`` sorted by file name, the first
-``--calib-count`` (300) to calibrate on, the last ``--val-count`` (500) to score on.
+``--calib-split`` (300) form the calibration folder, of which the builds use their default
+count (100; ``--calib-count`` to change), the last ``--val-count`` (500) are scored on.
 
 Builds (cached in WORK; ``--rebuild NAME`` makes one again): the anchor any OpenVINO user
 gets in four lines (``nncf.quantize`` with its defaults on ``openvino.convert_model`` of
@@ -109,14 +110,14 @@ def make_builds(fp32: Path, calib: Path, args: argparse.Namespace) -> dict[str, 
     """name -> build seconds (cached in WORK/builds.json)."""
     record = args.work / "builds.json"
     seconds = json.loads(record.read_text()) if record.exists() else {}
-    calibration = CalibrationConfig(str(calib), args.calib_count)
+    calibration = CalibrationConfig(str(calib), args.calib_count or CalibrationConfig("").count)
     for name in ("anchor.xml", *BUILDS):
         path = args.work / name
         if path.exists() and name in seconds and name not in args.rebuild:
             continue
         log(f"building {name}")
         if name == "anchor.xml":
-            seconds[name] = build_anchor(fp32, calib, args.calib_count, path)
+            seconds[name] = build_anchor(fp32, calib, calibration.count, path)
         else:
             precision = name.split(".")[0]
             seconds[name] = build(fp32, path, BuildConfig(precision, calibration)).seconds
@@ -269,7 +270,8 @@ def main() -> int:
     parser.add_argument("--checkpoint", type=Path, required=True)
     parser.add_argument("--data", type=Path, required=True, help="images/ + instances.json")
     parser.add_argument("--work", type=Path, default=Path("runs/bench/int8_default"))
-    parser.add_argument("--calib-count", type=int, default=300)
+    parser.add_argument("--calib-split", type=int, default=300, help="calibration folder")
+    parser.add_argument("--calib-count", type=int, default=None, help="default: the build's")
     parser.add_argument("--val-count", type=int, default=500)
     parser.add_argument("--rounds", type=int, default=1000, help="bootstrap resamples")
     parser.add_argument("--rebuild", nargs="*", default=[], help="builds to make again")
@@ -280,7 +282,7 @@ def main() -> int:
     parser.add_argument("--skip-accuracy", action="store_true")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
-    calib, truth = split(args.data, args.calib_count, args.val_count, args.work)
+    calib, truth = split(args.data, args.calib_split, args.val_count, args.work)
     (args.work / "truth.json").write_text(json.dumps(truth))
     fp32 = export(args.checkpoint, args.work)
     result: dict = {"machine": describe_machine(), "builds": make_builds(fp32, calib, args)}

@@ -139,6 +139,7 @@ double round_like_python(double value, int digits) {
 }
 
 void append_coco_entries(const Detections& detections, const std::vector<int>& category_ids,
+                         const std::vector<std::string>& class_names,
                          const std::string& file_name, nlohmann::ordered_json& entries) {
     for (const auto& detection : detections) {
         const auto& b = detection.xyxy;
@@ -146,7 +147,12 @@ void append_coco_entries(const Detections& detections, const std::vector<int>& c
         const float xywh[4] = {b[0], b[1], b[2] - b[0], b[3] - b[1]};
         nlohmann::ordered_json entry;
         entry["file_name"] = file_name;
-        entry["category_id"] = category_ids.at(static_cast<std::size_t>(detection.class_id));
+        const auto index = static_cast<std::size_t>(detection.class_id);
+        entry["category_id"] = category_ids.at(index);
+        entry["class_index"] = detection.class_id;
+        // as datasets/coco.py class_name_of: the index as text where the names run short
+        entry["class_name"] =
+            index < class_names.size() ? class_names[index] : std::to_string(detection.class_id);
         entry["bbox"] = nlohmann::ordered_json::array();
         for (float v : xywh) entry["bbox"].push_back(round_like_python(v, 2));
         entry["score"] = round_like_python(detection.score, 5);

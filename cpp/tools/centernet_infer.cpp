@@ -103,7 +103,7 @@ int run(const InferOptions& options) {
             std::cerr << "centernet: skipped " << result.source << ": " << result.error << "\n";
             return;
         }
-        append_coco_entries(result.detections, category_ids,
+        append_coco_entries(result.detections, category_ids, detector.spec().class_names,
                             fs::path(result.source).filename().string(), entries);
         boxes += result.detections.size();
         if (options.save_images) {

@@ -29,7 +29,7 @@ from centernet.runtime.draw import draw_detections
 DEFAULT_MODEL = "default_model.pth"
 EVAL_SEED = 1000  # held out: the default model trained on seed 1, validated on seed 2
 CALIB_SEED = 1001
-#: The bundled model's published accuracy (README, BENCHMARKS.md), on a larger held-out set
+#: The bundled model's published accuracy (docs/models.md, BENCHMARKS.md), on a larger held-out set
 #: than the demo's; the demo says which number is on which set.
 REFERENCE_ACCURACY = "AP 0.707 on 300 held-out images (synth --seed 3, fp32)"
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import numpy as np
 
 from centernet import __version__
-from centernet.errors import CenterNetError
+from centernet.errors import CenterNetError, MissingDependencyError
 
 #: Channel statistics of the original CenterNet COCO models, in BGR order.
 COCO_MEAN = (0.408, 0.447, 0.470)
@@ -52,6 +53,68 @@ class Detections:
         out = self.xyxy.copy()
         out[:, 2:] -= out[:, :2]
         return out
+
+    def to_supervision(self, class_names: Sequence[str] | None = None) -> Any:
+        """These boxes as a ``supervision.Detections`` (the ``video`` extra): ``xyxy``,
+        ``confidence``, ``class_id`` (the class index) and, given ``class_names``, each
+        box's name in ``data["class_name"]``, where supervision's annotators look for it."""
+        sv = _supervision()
+        data = {}
+        if class_names is not None:
+            names = [
+                class_names[i] if 0 <= i < len(class_names) else str(i)
+                for i in self.class_ids.tolist()
+            ]
+            data["class_name"] = np.array(names, dtype=str)
+        return sv.Detections(
+            xyxy=self.xyxy.astype(np.float32).reshape(-1, 4),
+            confidence=self.scores.astype(np.float32),
+            class_id=self.class_ids.astype(np.int64),
+            data=data,
+        )
+
+    @classmethod
+    def from_supervision(
+        cls, detections: Any, class_names: Sequence[str] | None = None
+    ) -> Detections:
+        """Boxes from a ``supervision.Detections`` (ours after its filters or tracker, or
+        another model's), sorted by descending score. Its ``class_id`` is the class index;
+        without one, ``data["class_name"]`` is looked up in ``class_names``. Boxes without
+        a confidence score 1."""
+        count = len(detections)
+        xyxy = np.asarray(detections.xyxy, dtype=np.float32).reshape(count, 4)
+        confidence = detections.confidence
+        scores = np.ones(count, np.float32) if confidence is None else confidence
+        scores = np.asarray(scores, dtype=np.float32).reshape(count)
+        if detections.class_id is not None:
+            class_ids = np.asarray(detections.class_id, dtype=np.int64).reshape(count)
+        else:
+            class_ids = _indices_of(detections.data.get("class_name"), class_names, count)
+        order = np.argsort(-scores, kind="stable")
+        return cls(xyxy[order], scores[order], class_ids[order])
+
+
+def _supervision() -> Any:
+    """supervision, imported when used: ``import centernet`` never loads it."""
+    try:
+        import supervision
+    except ImportError:
+        raise MissingDependencyError("supervision", "video") from None
+    return supervision
+
+
+def _indices_of(names: Any, class_names: Sequence[str] | None, count: int) -> np.ndarray:
+    """Class indices of boxes known only by name (``data["class_name"]``)."""
+    if names is None or class_names is None:
+        raise CenterNetError(
+            "these supervision Detections have no class_id: give `class_names` to read "
+            'their data["class_name"]'
+        )
+    index = {name: i for i, name in enumerate(class_names)}
+    unknown = sorted({str(n) for n in names if str(n) not in index})
+    if unknown:
+        raise CenterNetError(f"class names not in `class_names`: {', '.join(unknown)}")
+    return np.array([index[str(n)] for n in names], dtype=np.int64).reshape(count)
 
 
 @dataclass(frozen=True)

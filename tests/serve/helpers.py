@@ -182,7 +182,7 @@ def v1_detections(answer) -> Detections:
     return Detections(
         np.array([d["box"] for d in found], np.float32).reshape(-1, 4),
         np.array([d["score"] for d in found], np.float32),
-        np.array([d["class_id"] for d in found], np.int64),
+        np.array([d["class_index"] for d in found], np.int64),
     )
 
 

@@ -128,7 +128,8 @@ def drawn(page) -> list[dict]:
     """The boxes on the page, from the overlay's rects, best first."""
     rects = page.locator("rect.box").evaluate_all(
         """nodes => nodes.map(n => ({
-            class_name: n.dataset.class, class_id: Number(n.dataset.classId),
+            class_name: n.dataset.class, class_index: Number(n.dataset.classIndex),
+            category_id: Number(n.dataset.categoryId),
             score: Number(n.dataset.score), box: n.dataset.box.split(",").map(Number),
             x: n.x.baseVal.value, y: n.y.baseVal.value,
             width: n.width.baseVal.value, height: n.height.baseVal.value,
@@ -138,7 +139,7 @@ def drawn(page) -> list[dict]:
 
 
 def as_answer(boxes: list[dict]) -> list[dict]:
-    keys = ("box", "score", "class_id", "class_name")
+    keys = ("box", "score", "category_id", "class_index", "class_name")
     return [{k: b[k] for k in keys} for b in boxes]
 
 
@@ -151,11 +152,14 @@ def server_json(url: str, path: Path, threshold: float, max_dets: int = 100) -> 
         {"Content-Type": "image/jpeg", "Authorization": f"Bearer {KEY}"},
     )
     assert answer.status == 200, answer.body
-    return answer.json
+    body = answer.json
+    for d in body["detections"]:  # the deprecated name of class_index, which the page ignores
+        assert d.pop("class_id") == d["class_index"]
+    return body
 
 
 def command_detections(model: Path, photo: Path, threshold: float, out: Path) -> list[dict]:
-    """`centernet detect` on the same file, as /v1 detections (xyxy, class id and name)."""
+    """`centernet detect` on the same file, as /v1 detections (xyxy, the class fields)."""
     done = subprocess.run(
         [sys.executable, "-m", "centernet.cli", "detect", str(model), str(photo), "--out",
          str(out), "--threshold", str(threshold)],
@@ -163,22 +167,26 @@ def command_detections(model: Path, photo: Path, threshold: float, out: Path) ->
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     names = ["circle", "square", "triangle", "cross", "star"]  # the bundled model's
-    to_class = {c: i for i, c in enumerate(category_ids_for(names))}
     found = []
     for entry in json.loads((out / "detections.json").read_text()):
         x, y, w, h = entry["bbox"]
-        class_id = to_class[entry["category_id"]]
-        found.append({"box": [x, y, x + w, y + h], "score": entry["score"],
-                      "class_id": class_id, "class_name": names[class_id]})  # fmt: skip
+        assert entry["category_id"] == category_ids_for(names)[entry["class_index"]]
+        assert entry["class_name"] == names[entry["class_index"]]
+        found.append(
+            {
+                "box": [x, y, x + w, y + h],
+                "score": entry["score"],
+                **{k: entry[k] for k in ("category_id", "class_index", "class_name")},
+            }
+        )
     return found
 
 
 def assert_same_detections(got: list[dict], want: list[dict], box_atol: float = 0.0) -> None:
     assert len(got) == len(want), (len(got), len(want))
     for g, w in zip(got, want):
-        assert (g["class_id"], g["class_name"], g["score"]) == (
-            w["class_id"], w["class_name"], w["score"]
-        ), (g, w)  # fmt: skip
+        keys = ("category_id", "class_index", "class_name", "score")
+        assert [g[k] for k in keys] == [w[k] for k in keys], (g, w)
         np.testing.assert_allclose(g["box"], w["box"], atol=box_atol, rtol=0)
 
 
@@ -208,7 +216,7 @@ def test_the_page_draws_the_servers_boxes_and_centernet_detects(page, served, ph
         assert b["y"] == pytest.approx(y0 * scale, abs=0.01)
         assert b["width"] == pytest.approx((x1 - x0) * scale, abs=0.01)
         assert b["height"] == pytest.approx((y1 - y0) * scale, abs=0.01)
-        blue, green, red = class_colour(b["class_id"])  # as `detect --save-images` draws
+        blue, green, red = class_colour(b["class_index"])  # as `detect --save-images` draws
         assert b["stroke"] == f"rgb({red}, {green}, {blue})"
     labels = page.locator(".labels text").all_text_contents()
     assert sorted(labels) == sorted(f"{d['class_name']} {d['score']:.2f}" for d in want)
@@ -318,7 +326,7 @@ def test_downloads_hold_what_is_drawn(page, served, photo, tmp_path):
     assert picture.shape == original.shape
     best = boxes[0]  # drawn last: nothing covers its edges
     x0, y0, x1, y1 = best["box"]
-    colour = np.array(class_colour(best["class_id"]))
+    colour = np.array(class_colour(best["class_index"]))
     row, columns = int(round((y0 + y1) / 2)), slice(int(x0) - 1, int(x0) + 2)
 
     def closest(image: np.ndarray) -> int:  # across the 2-px line (anti-aliased edges)

@@ -46,7 +46,9 @@ def test_v1_detect_body_gives_the_detectors_boxes(server, photo_paths, expected)
         scores = [d["score"] for d in body["detections"]]
         assert scores == sorted(scores, reverse=True)
         names = server.service.spec.class_names
-        assert all(d["class_name"] == names[d["class_id"]] for d in body["detections"])
+        for d in body["detections"]:  # class_id: the deprecated name of class_index
+            assert d["class_name"] == names[d["class_index"]] and d["class_id"] == d["class_index"]
+            assert d["category_id"] == d["class_index"] + 1  # not COCO's 80 classes
         assert_same_boxes(v1_detections(answer), want)
 
 

@@ -18,9 +18,10 @@ std::vector<int> category_ids_for(const std::vector<std::string>& class_names);
 // Python's round(value, digits): the double nearest the correctly rounded decimal.
 double round_like_python(double value, int digits);
 
-// One entry per box: {"file_name", "category_id", "bbox": [x, y, w, h] (2 decimals),
-// "score" (5 decimals)}.
+// One entry per box: {"file_name", "category_id", "class_index" (0-based), "class_name",
+// "bbox": [x, y, w, h] (2 decimals), "score" (5 decimals)} (docs/output-formats.md).
 void append_coco_entries(const Detections& detections, const std::vector<int>& category_ids,
+                         const std::vector<std::string>& class_names,
                          const std::string& file_name, nlohmann::ordered_json& entries);
 
 // json.dumps's layout: ", " and ": " separators, non-ASCII escaped, floats as repr().

@@ -1,5 +1,6 @@
-"""What several command modules share: exit codes, argument types, the engine and
-runtime options, and the progress bars that render library reports."""
+"""What several command modules share: exit codes, argument types, renamed options, the
+engine and runtime options, the Detector of detect and eval. (Progress bars and lines:
+``progress.py``.)"""
 
 from __future__ import annotations
 
@@ -45,43 +46,39 @@ def positive_int(text: str) -> int:
 positive_int.__name__ = "_positive_int"
 
 
-def progress(iterable, total: int, desc: str):
-    from tqdm import tqdm
+class DeprecatedAlias(argparse.Action):
+    """An option's old spelling, hidden from --help: it still works, and says once on
+    stderr which spelling replaces it (kept one release, then removed)."""
 
-    return tqdm(iterable, total=total, desc=desc, unit="img", file=sys.stderr, disable=None)
+    def __init__(self, option_strings, dest, replacement: str, **kwargs) -> None:
+        self.replacement = replacement
+        super().__init__(option_strings, dest, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        command = parser.prog.removeprefix("centernet ").strip()
+        print(
+            f"centernet: {option_string} of `{command}` is deprecated: use {self.replacement} "
+            "(the old spelling goes in the next release)",
+            file=sys.stderr,
+        )
+        setattr(namespace, self.dest, values)
 
 
-class StageBars:
-    """Draws library ``Progress(stage, done, total)`` reports: one tqdm bar per stage on a
-    terminal, and (with ``announce``) a line when a stage starts, for logs without bars."""
-
-    def __init__(self, announce: Callable[[str], None] | None = None) -> None:
-        self.announce = announce
-        self.stage: str | None = None
-        self.bar = None
-
-    def __call__(self, stage: str, done: int, total: int) -> None:
-        from tqdm import tqdm
-
-        if stage != self.stage:
-            self.close()
-            self.stage = stage
-            if self.announce:
-                self.announce(stage)
-            self.bar = tqdm(total=total, desc=stage, file=sys.stderr, disable=None, leave=False)
-        if self.bar is not None:
-            self.bar.update(done - self.bar.n)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-        self.bar, self.stage = None, None
-
-    def __enter__(self) -> StageBars:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+def add_renamed(parser: argparse.ArgumentParser, flag: str, old: str, **kwargs) -> argparse.Action:
+    """Option ``flag`` (``add_argument``'s ``kwargs``), and its former name ``old`` as a
+    hidden, deprecated alias that fills the same value."""
+    action = parser.add_argument(flag, **kwargs)
+    parser.add_argument(
+        old,
+        dest=action.dest,
+        action=DeprecatedAlias,
+        replacement=flag,
+        type=kwargs.get("type"),
+        metavar=kwargs.get("metavar"),
+        default=argparse.SUPPRESS,
+        help=argparse.SUPPRESS,
+    )
+    return action
 
 
 def engine_config(args: argparse.Namespace):
@@ -111,6 +108,30 @@ def detector_config(args: argparse.Namespace, threshold: float, max_dets: int):
         max_pixels=args.max_pixels,
         pipeline=getattr(args, "pipeline", "host"),
     )
+
+
+def open_detector(args: argparse.Namespace, threshold: float, max_dets: int):
+    """The Detector of a detect or eval run, its engine announced on stderr."""
+    from centernet.runtime.detector import Detector
+
+    detector = Detector(args.model, detector_config(args, threshold, max_dets))
+    announce_engine(args.engine, detector.engine)
+    return detector
+
+
+def profile_table(profile) -> str:
+    """Where the time went, per stage: a markdown table (threads overlap, so shares of the
+    wall time add up to more than 100 %)."""
+    lines = [
+        f"profile: {profile.images} images in {profile.wall:.2f} s",
+        "| stage | thread | ms per image | share of wall time |",
+        "|---|---|---|---|",
+    ]
+    lines += [
+        f"| {stage} | {thread} | {ms:.2f} | {share:.0%} |"
+        for stage, thread, ms, share in profile.rows()
+    ]
+    return "\n".join(lines)
 
 
 def announce_engine(asked: str, engine) -> None:

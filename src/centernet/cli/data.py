@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
+from pathlib import Path
 
 from centernet.cli.common import EXIT_OK, AddCommand, positive_int
+from centernet.cli.progress import bar as progress_bar
+from centernet.errors import CenterNetError
+
+RESUME_LAST = object()  # `train --resume` alone: the run in --out
 
 
 def register(add_command: AddCommand) -> None:
@@ -26,12 +30,10 @@ def add_synth(add_command: AddCommand) -> None:
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     from centernet.datasets.synthetic import CLASSES, SynthConfig, write_dataset
 
     started = time.perf_counter()
-    with tqdm(total=args.n, desc="synth", unit="img", file=sys.stderr, disable=None) as bar:
+    with progress_bar(args.n, "synth", unit="img") as bar:
         path = write_dataset(
             args.out,
             args.n,
@@ -67,10 +69,28 @@ def add_train(add_command: AddCommand) -> None:
     p.add_argument(
         "--device", default="auto", choices=("auto", "cpu", "cuda"), help="auto: cuda if present"
     )
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--resume", default=None, help="model_last.pth of an earlier run")
+    p.add_argument("--seed", type=int, default=0, help="same seed, same run")
+    p.add_argument(
+        "--resume",
+        nargs="?",
+        const=RESUME_LAST,
+        default=None,
+        metavar="CHECKPOINT",
+        help="go on with a stopped run: alone, from OUT/model_last.pth (same --out); or "
+        "from the model_last.pth given",
+    )
     p.add_argument("--init", default=None, help="initial weights (shapes that match)")
     p.set_defaults(func=cmd_train)
+
+
+def _resume_from(args: argparse.Namespace) -> str | None:
+    """The checkpoint ``--resume`` names: alone, the last one of the run in ``--out``."""
+    if args.resume is RESUME_LAST:
+        last = Path(args.out) / "model_last.pth"
+        if not last.is_file():
+            raise CenterNetError(f"--resume: no {last} to go on from")
+        return str(last)
+    return args.resume
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -80,8 +100,6 @@ def cmd_train(args: argparse.Namespace) -> int:
         from centernet.errors import MissingDependencyError
 
         raise MissingDependencyError("torch", "torch") from None
-    from tqdm import tqdm
-
     from centernet.training.augment import AugmentConfig
     from centernet.training.loop import TrainConfig, train
 
@@ -100,7 +118,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         workers=args.workers,
         device=args.device,
         seed=args.seed,
-        resume=args.resume,
+        resume=_resume_from(args),
         init=args.init,
     )
     bar = None
@@ -109,13 +127,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         nonlocal bar
         if event.kind == "step":
             if bar is None:
-                bar = tqdm(
-                    total=event.steps_per_epoch,
-                    desc=f"epoch {event.epoch}",
-                    unit="step",
-                    file=sys.stderr,
-                    disable=None,
-                    leave=False,
+                bar = progress_bar(
+                    event.steps_per_epoch, f"epoch {event.epoch}", unit="step", leave=False
                 )
             bar.update(1)
             bar.set_postfix({k: f"{v:.3f}" for k, v in event.losses.items()}, refresh=False)

@@ -7,7 +7,7 @@ are those of the local commands; only where the work runs differs.
 from __future__ import annotations
 
 import argparse
-import sys
+import json
 import time
 from pathlib import Path
 
@@ -19,6 +19,7 @@ from centernet.cli.common import (
     positive_int,
     report_skipped,
 )
+from centernet.cli.progress import bar as progress_bar
 from centernet.errors import CenterNetError
 
 
@@ -74,11 +75,9 @@ def _job(args: argparse.Namespace, category_ids, image_ids, out: Path, threshold
 
 
 def _run(paths: list[str], job, args: argparse.Namespace, desc: str):
-    from tqdm import tqdm
-
     from centernet.distributed.ray import detect_on_ray
 
-    with tqdm(total=len(paths), desc=desc, unit="img", file=sys.stderr, disable=None) as bar:
+    with progress_bar(len(paths), desc, unit="img") as bar:
         return detect_on_ray(
             [str(Path(p).resolve()) if Path(p).exists() else p for p in paths],
             job,
@@ -115,6 +114,7 @@ def detect_with_ray(args: argparse.Namespace) -> int:
             failed += 1
             report_skipped(path, status.error)
     merge_shards(out, out / "detections.json")
+    _add_class_fields(out / "detections.json", job.category_ids, spec.class_names)
     seconds = time.perf_counter() - started
     done, unmatched = len(inputs.paths) - failed, len(inputs.unmatched)
     boxes = sum(status.boxes for status in statuses)
@@ -130,9 +130,18 @@ def detect_with_ray(args: argparse.Namespace) -> int:
     return EXIT_SOME_FAILED if failed or unmatched else EXIT_OK
 
 
+def _add_class_fields(path: Path, category_ids, class_names: list[str]) -> None:
+    """The merged results with ``class_index`` and ``class_name`` beside each
+    ``category_id``, as the local command writes them (the actors write only the id)."""
+    from centernet.datasets.coco import with_class_fields
+
+    entries = json.loads(path.read_text())
+    path.write_text(json.dumps(with_class_fields(entries, category_ids, class_names)))
+
+
 def evaluate_with_ray(args: argparse.Namespace, annotations, out: Path):
     """The EvalOutcome of ``eval`` computed on Ray; also the ModelSpec."""
-    from centernet.datasets.coco import category_ids_for
+    from centernet.datasets.coco import category_ids_for, with_class_fields
     from centernet.datasets.coco_scoring import coco_evaluate
     from centernet.distributed.ray import read_shards, require_ray
     from centernet.measure.evaluate import EvalOutcome
@@ -146,7 +155,7 @@ def evaluate_with_ray(args: argparse.Namespace, annotations, out: Path):
     started = time.perf_counter()
     statuses, _ = _run(paths, job, args, "eval (ray)")
     failures = [(path, s.error) for path, s in zip(paths, statuses) if s.error]
-    results = list(read_shards(out))
+    results = with_class_fields(list(read_shards(out)), job.category_ids, spec.class_names)
     seconds = time.perf_counter() - started
     stats = coco_evaluate(annotations.path, results, image_ids=[im.id for im in images])
     return EvalOutcome(stats, results, len(images), failures, seconds), spec

@@ -11,14 +11,16 @@ from pathlib import Path
 from centernet.cli.common import (
     EXIT_OK,
     AddCommand,
-    StageBars,
     add_pipeline_arg,
+    add_renamed,
     add_runtime_args,
     announce_engine,
     batches,
     engine_config,
     positive_int,
 )
+from centernet.cli.progress import StageBars
+from centernet.cli.progress import bar as progress_bar
 from centernet.errors import CenterNetError
 
 
@@ -33,7 +35,7 @@ def add_bench(add_command: AddCommand) -> None:
     """The ``bench`` subcommand's arguments."""
     p = add_command("bench", help="images/s and latency per batch size")
     p.add_argument("model", help=".onnx build or .pth checkpoint")
-    p.add_argument("--batch", type=batches, default="1,4,8", help="batch sizes, comma-separated")
+    add_batches(p, "1,4,8")
     p.add_argument("--iterations", type=positive_int, default=20, help="timed runs per batch")
     p.add_argument("--warmup", type=int, default=3, help="untimed runs first")
     p.add_argument("--images", default=None, help="folder of images: also time end to end")
@@ -63,7 +65,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if engine.name == "torch" and (args.device == "cuda" or args.pipeline == "device"):
         return _bench_on_device(args, engine)
     fixed = engine.batch_size
-    batches = args.batch
+    batches = args.batches
     if fixed is not None and batches != [fixed]:
         print(f"note: {args.model} is built for batch {fixed}; timing that batch only")
         batches = [fixed]
@@ -73,7 +75,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
         if inputs.unmatched:
             raise CenterNetError(f"{inputs.unmatched[0][0]}: {inputs.unmatched[0][1]}")
         paths = inputs.paths
-    result = bench_model(engine, str(args.model), batches, args.iterations, args.warmup, paths)
+    with StageBars() as bars:
+        result = bench_model(
+            engine, str(args.model), batches, args.iterations, args.warmup, paths, bars
+        )
     print(result.markdown())
     if args.json:
         Path(args.json).write_text(json.dumps(result.to_json(), indent=2))
@@ -103,7 +108,11 @@ def _bench_on_device(args: argparse.Namespace, engine) -> int:
         eager = replace(engine_config(args), precision="fp32", channels_last=False)
         baseline = open_engine(args.model, "torch", replace(eager, capture="eager"))
     settings = engine.settings
-    rows = bench_torch_model(engine, args.batch, args.iterations, args.warmup, encoded, baseline)
+    with progress_bar(len(args.batches), "bench", unit="batch") as shown:
+        rows = bench_torch_model(
+            engine, args.batches, args.iterations, args.warmup, encoded, baseline,
+            on_row=lambda _: shown.update(1),
+        )  # fmt: skip
     print(
         f"{args.model}: {engine.spec.arch} on {args.device}, {settings.precision}"
         f"{', channels_last' if settings.channels_last else ''}, {settings.capture}, input "
@@ -145,6 +154,19 @@ def _bench_on_device(args: argparse.Namespace, engine) -> int:
     return EXIT_OK
 
 
+def add_batches(parser: argparse.ArgumentParser, default: str) -> None:
+    """``--batches 1,4,8``: the batch sizes timed (``--batch``, one int, elsewhere)."""
+    add_renamed(
+        parser,
+        "--batches",
+        "--batch",
+        type=batches,
+        default=default,
+        metavar="N,N,...",
+        help="batch sizes timed, comma-separated",
+    )
+
+
 def add_report(add_command: AddCommand) -> None:
     """The ``report`` subcommand's arguments."""
     p = add_command("report", help="AP and images/s of several builds, side by side")
@@ -153,7 +175,7 @@ def add_report(add_command: AddCommand) -> None:
     p.add_argument("--ann", required=True, help="COCO instances.json")
     p.add_argument("--out", required=True, help="folder for report.md/.json/.png")
     p.add_argument("--baseline", default=None, help="checkpoint timed as torch eager fp32")
-    p.add_argument("--batch", type=batches, default="1,4,8", help="batch sizes, comma-separated")
+    add_batches(p, "1,4,8")
     p.add_argument("--iterations", type=positive_int, default=10, help="timed runs per batch")
     p.add_argument("--limit", type=positive_int, default=None, help="first N annotated images")
     p.add_argument("--e2e-images", type=positive_int, default=32, help="files timed end to end")
@@ -166,7 +188,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from centernet.measure.report_files import write_report
 
     config = ReportConfig(
-        batches=tuple(args.batch),
+        batches=tuple(args.batches),
         iterations=args.iterations,
         limit=args.limit,
         e2e_images=args.e2e_images,
@@ -191,15 +213,27 @@ def add_demo(add_command: AddCommand) -> None:
     """The ``demo`` subcommand's arguments."""
     p = add_command("demo", help="the whole path on the bundled default model")
     p.add_argument("--out", default="centernet-demo", help="folder for everything it writes")
-    p.add_argument("--images", type=positive_int, default=40, help="held-out synthetic images")
-    p.add_argument(
-        "--calib-images", type=positive_int, default=16, help="images to calibrate int8 on"
+    add_renamed(
+        p,
+        "--image-count",
+        "--images",
+        type=positive_int,
+        default=40,
+        metavar="N",
+        help="held-out synthetic images scored",
+    )
+    add_renamed(
+        p,
+        "--calib-count",
+        "--calib-images",
+        type=positive_int,
+        default=16,
+        metavar="N",
+        help="images to calibrate int8 on",
     )
     p.add_argument("--iterations", type=positive_int, default=5, help="timed runs per batch")
     p.add_argument("--e2e-images", type=positive_int, default=16, help="files timed end to end")
-    p.add_argument(
-        "--batch", type=batches, default="1,4", help="batch sizes timed, comma-separated"
-    )
+    add_batches(p, "1,4")
     p.set_defaults(func=cmd_demo)
 
 
@@ -217,11 +251,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     report = replace(
         first_run_report(),
-        batches=tuple(args.batch),
+        batches=tuple(args.batches),
         iterations=args.iterations,
         e2e_images=args.e2e_images,
     )
-    config = DemoConfig(images=args.images, calib_images=args.calib_images, report=report)
+    config = DemoConfig(images=args.image_count, calib_images=args.calib_count, report=report)
 
     def step(text: str) -> None:
         print(f"[{time.perf_counter() - started:5.0f} s] {text}", flush=True)

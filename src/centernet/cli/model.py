@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from centernet.cli.common import EXIT_OK, AddCommand, StageBars, input_size, positive_int
+from centernet.cli.common import EXIT_OK, AddCommand, input_size, positive_int
+from centernet.cli.progress import StageBars
 from centernet.errors import CenterNetError
 
 

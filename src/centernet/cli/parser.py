@@ -10,13 +10,13 @@ write the module and list it in ``COMMAND_MODULES`` (the order is the order in -
 from __future__ import annotations
 
 import argparse
-import functools
 import sys
 from collections.abc import Sequence
 
 from centernet import __version__
 from centernet.cli import data, detect, measure, model, serve
 from centernet.cli.common import EXIT_ERROR
+from centernet.cli.progress import configure as configure_progress
 from centernet.errors import CenterNetError, as_command_line
 
 COMMAND_MODULES = (model, detect, measure, serve, data)
@@ -36,14 +36,29 @@ class _HelpFormatter(argparse.HelpFormatter):
         return f"{text} (default: %(default)s)"
 
 
+QUIET_HELP = (
+    "no progress bars or progress lines on stderr (errors, warnings and the summary still "
+    "print); before or after the command"
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="centernet", description="CenterNet from checkpoint to fast inference."
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("-q", "--quiet", action="store_true", help=QUIET_HELP)
     commands = parser.add_subparsers(dest="command", required=True)
-    # every subcommand's --help shows the defaults
-    add_command = functools.partial(commands.add_parser, formatter_class=_HelpFormatter)
+
+    def add_command(name: str, **kwargs) -> argparse.ArgumentParser:
+        # every subcommand's --help shows the defaults, and every one takes --quiet
+        command = commands.add_parser(name, formatter_class=_HelpFormatter, **kwargs)
+        # SUPPRESS: left out after the command, the main parser's value stands
+        command.add_argument(
+            "-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help=QUIET_HELP
+        )
+        return command
+
     for module in COMMAND_MODULES:
         module.register(add_command)
     return parser
@@ -51,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    configure_progress(quiet=args.quiet)
     try:
         return args.func(args)
     except CenterNetError as exc:

@@ -69,7 +69,7 @@ def add_serve(add_command: AddCommand) -> None:
 
 
 def add_access_args(p: argparse.ArgumentParser) -> None:
-    """Who may call the server and how connections are held (README "Securing the server")."""
+    """Who may call the server and how connections are held (docs/serving.md, on security)."""
     g = p.add_argument_group("access and connections")
     g.add_argument(
         "--api-key", default=None, metavar="KEY",

@@ -93,18 +93,39 @@ def category_ids_for(
     return list(range(1, len(class_names) + 1))
 
 
+def class_name_of(class_index: int, class_names: Sequence[str]) -> str:
+    """The name of a class index (its number as text where the names run short)."""
+    return class_names[class_index] if class_index < len(class_names) else str(class_index)
+
+
+def class_fields(
+    class_index: int, category_ids: Sequence[int], class_names: Sequence[str]
+) -> dict[str, Any]:
+    """The class of one detection as every output writes it (docs/output-formats.md):
+    ``category_id`` (COCO's id, from ``category_ids_for``), ``class_index`` (the model's
+    0-based channel) and ``class_name``."""
+    return {
+        "category_id": int(category_ids[class_index]),
+        "class_index": int(class_index),
+        "class_name": class_name_of(class_index, class_names),
+    }
+
+
 def detections_to_coco(
     detections: Detections,
     category_ids: list[int] | None,
     file_name: str | None = None,
     image_id: int | None = None,
     rounded: bool = True,
+    class_names: Sequence[str] | None = None,
 ) -> list[dict[str, Any]]:
     """COCO results entries (bbox xywh) for one image, with its file name when given.
 
     ``category_ids`` maps each class index to its ``category_id`` (None: the index
-    itself, as in-memory scoring uses). ``rounded`` (for files) keeps 2 decimals of a
-    pixel and 5 of a score; scoring in memory keeps every bit.
+    itself, as in-memory scoring uses). With ``class_names`` (and ``category_ids``) each
+    entry also carries ``class_index`` and ``class_name``, as the other outputs do.
+    ``rounded`` (for files) keeps 2 decimals of a pixel and 5 of a score; scoring in memory
+    keeps every bit.
     """
     entries = []
     xywh = detections.xywh
@@ -114,11 +135,34 @@ def detections_to_coco(
             entry["file_name"] = file_name
         if image_id is not None:
             entry["image_id"] = image_id
-        entry["category_id"] = int(cls) if category_ids is None else category_ids[int(cls)]
+        if category_ids is not None and class_names is not None:
+            entry.update(class_fields(int(cls), category_ids, class_names))
+        else:
+            entry["category_id"] = int(cls) if category_ids is None else category_ids[int(cls)]
         entry["bbox"] = [round(v, 2) for v in box] if rounded else box
         entry["score"] = round(score, 5) if rounded else score
         entries.append(entry)
     return entries
+
+
+def with_class_fields(
+    entries: list[dict[str, Any]], category_ids: Sequence[int], class_names: Sequence[str]
+) -> list[dict[str, Any]]:
+    """COCO results entries that carry only ``category_id`` (as written by code that had
+    no class names) with ``class_index`` and ``class_name`` added after it, in the order
+    ``detections_to_coco`` writes them."""
+    index_of = {int(c): i for i, c in enumerate(category_ids)}
+    completed = []
+    for entry in entries:
+        fields = class_fields(index_of[int(entry["category_id"])], category_ids, class_names)
+        out: dict[str, Any] = {}
+        for key, value in entry.items():
+            if key == "category_id":
+                out.update(fields)
+            elif key not in fields:
+                out[key] = value
+        completed.append(out)
+    return completed
 
 
 def annotation_entry(

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from centernet.engines import Engine
+from centernet.progress import Progress
 from centernet.runtime.detector import Detector
 from centernet.types import ModelSpec
 
@@ -176,9 +177,11 @@ def bench_model(
     iterations: int,
     warmup: int,
     paths: list[str] | None = None,
+    progress: Progress | None = None,
 ) -> BenchResult:
     """Network-only timing per batch size, and with ``paths`` end to end through a
-    Detector on the same engine (the files repeated to at least two batches)."""
+    Detector on the same engine (the files repeated to at least two batches).
+    ``progress`` hears each run (stages "batch N: network", "batch N: end to end")."""
     from centernet.measure.machine import describe_machine
 
     result = BenchResult(
@@ -190,14 +193,28 @@ def bench_model(
         machine=describe_machine(),
     )
     for batch in batches:
-        timing = time_network(engine, batch, iterations, warmup)
+        timing = time_network(
+            engine, batch, iterations, warmup, progress=_stage(progress, f"batch {batch}: network")
+        )
         e2e = None
         if paths:
             count = max(len(paths), 2 * batch)
             work = (paths * (count // len(paths) + 1))[:count]
-            e2e = time_end_to_end(Detector(engine, batch_size=batch), work, warmup=batch)
+            e2e = time_end_to_end(
+                Detector(engine, batch_size=batch),
+                work,
+                warmup=batch,
+                progress=_stage(progress, f"batch {batch}: end to end"),
+            )
         result.rows.append(BenchRow(batch, timing, e2e))
     return result
+
+
+def _stage(progress: Progress | None, stage: str) -> Callable[[int, int], None] | None:
+    """A ``(done, total)`` callback that reports to ``progress`` under ``stage``."""
+    if progress is None:
+        return None
+    return lambda done, total: progress(stage, done, total)
 
 
 def parse_batches(text: str) -> list[int]:

@@ -48,12 +48,16 @@ def evaluate_detector(
     results: list[dict[str, Any]] = []
     failures: list[tuple[str, str]] = []
     started = time.perf_counter()
-    for image, result in zip(images, stream):
+    for result, image in zip(stream, images):  # the stream first: it runs to its end
         if not result.ok:
             failures.append((result.source, result.error or "unreadable"))
             continue
         results += detections_to_coco(
-            result.detections, category_ids, file_name=image.file_name, image_id=image.id
+            result.detections,
+            category_ids,
+            file_name=image.file_name,
+            image_id=image.id,
+            class_names=detector.spec.class_names,
         )
     seconds = time.perf_counter() - started
     stats = coco_evaluate(annotations.path, results, image_ids=[im.id for im in images])

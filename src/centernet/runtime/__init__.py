@@ -28,6 +28,8 @@ __getattr__, __dir__, __all__ = lazy_exports(
         "PostprocessConfig": "postprocess",
         "postprocess": "postprocess",
         "StageProfile": "profiling",
+        "ResultsLog": "results_log",
+        "read_results_log": "results_log",
         "class_colour": "draw",
         "draw_detections": "draw",
     },

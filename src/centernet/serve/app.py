@@ -228,8 +228,13 @@ def _add_v1_routes(app: FastAPI, service: DetectionService) -> None:
 
 
 def v1_result(result: ImageResult, class_names: list[str]) -> dict[str, Any]:
-    """One image's answer; boxes and scores rounded as ``centernet detect`` writes them."""
+    """One image's answer; boxes and scores rounded as ``centernet detect`` writes them, the
+    class as every output gives it (``category_id``, ``class_index``, ``class_name``).
+    ``class_id`` (= ``class_index``) is the 0.2 name, kept for one release."""
+    from centernet.datasets.coco import category_ids_for, class_fields
+
     found = result.detections
+    category_ids = category_ids_for(class_names)
     return {
         "width": result.width,
         "height": result.height,
@@ -237,10 +242,10 @@ def v1_result(result: ImageResult, class_names: list[str]) -> dict[str, Any]:
             {
                 "box": [round(float(v), 2) for v in box],
                 "score": round(float(score), 5),
-                "class_id": int(class_id),
-                "class_name": class_names[int(class_id)],
+                **class_fields(int(class_index), category_ids, class_names),
+                "class_id": int(class_index),  # deprecated: class_index
             }
-            for box, score, class_id in zip(found.xyxy, found.scores, found.class_ids)
+            for box, score, class_index in zip(found.xyxy, found.scores, found.class_ids)
         ],
     }
 

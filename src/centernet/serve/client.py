@@ -57,7 +57,7 @@ def detect_json(
     api_key: str | None = None,
     cafile: str | Path | None = None,
 ) -> dict:
-    """The server's JSON answer for one image (see README "Serving")."""
+    """The server's JSON answer for one image (docs/serving.md, docs/output-formats.md)."""
     body, content_type = encode_for_upload(image)
     query = "&".join(
         f"{key}={value}"
@@ -95,8 +95,13 @@ def detect(
     return Detections(
         xyxy=np.array([d["box"] for d in found], dtype=np.float32).reshape(-1, 4),
         scores=np.array([d["score"] for d in found], dtype=np.float32),
-        class_ids=np.array([d["class_id"] for d in found], dtype=np.int64),
+        class_ids=np.array([_class_index(d) for d in found], dtype=np.int64),
     )
+
+
+def _class_index(detection: dict) -> int:
+    """A detection's class index; ``class_id`` is what a 0.2 server calls it."""
+    return int(detection["class_index"] if "class_index" in detection else detection["class_id"])
 
 
 def auth_headers(api_key: str | None) -> dict[str, str]:

@@ -20,7 +20,7 @@ CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 
 class ServerMetrics:
-    """The counters and histograms named in the README's "Serving" section."""
+    """The counters and histograms named in docs/serving.md ("Metrics")."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()

@@ -11,6 +11,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from centernet.datasets.coco import category_ids_for, class_fields, class_name_of
 from centernet.errors import CenterNetError
 from centernet.runtime.draw import draw_detections
 from centernet.types import Detections
@@ -42,20 +43,36 @@ def frame_record(
     detections: Detections,
     class_names: list[str],
     track_ids: np.ndarray | None = None,
+    category_ids: list[int] | None = None,
 ) -> dict[str, Any]:
-    """One JSONL line: frame index, time (s), boxes (xyxy, source pixels, 0.01 px), scores
-    (1e-5, as ``detections.json``), class indices and names, and track ids when tracking."""
+    """One JSONL line: frame index, time (s) and ``detections``, each with its box (xyxy,
+    source pixels, 0.01 px), score (1e-5, as ``detections.json``), class fields
+    (``category_id``, ``class_index``, ``class_name``: docs/output-formats.md) and, when
+    tracking, ``track_id``. The 0.2 columns (``boxes``, ``scores``, ``classes``, ``names``,
+    ``track_ids``) follow, kept for one release."""
+    category_ids = category_ids or category_ids_for(class_names)
+    boxes = [[round(v, 2) for v in box] for box in detections.xyxy.tolist()]
+    scores = [round(s, 5) for s in detections.scores.tolist()]
     classes = [int(c) for c in detections.class_ids]
+    tracks = None if track_ids is None else [int(t) for t in track_ids]
+    found = []
+    for k, (box, score, cls) in enumerate(zip(boxes, scores, classes)):
+        item = {"box": box, "score": score, **class_fields(cls, category_ids, class_names)}
+        if tracks is not None:
+            item["track_id"] = tracks[k]
+        found.append(item)
     record: dict[str, Any] = {
         "frame": int(index),
         "time": round(float(timestamp), 6),
-        "boxes": [[round(v, 2) for v in box] for box in detections.xyxy.tolist()],
-        "scores": [round(s, 5) for s in detections.scores.tolist()],
+        "detections": found,
+        # deprecated (0.2's columns): read `detections`
+        "boxes": boxes,
+        "scores": scores,
         "classes": classes,
-        "names": [class_names[c] if c < len(class_names) else str(c) for c in classes],
+        "names": [class_name_of(c, class_names) for c in classes],
     }
-    if track_ids is not None:
-        record["track_ids"] = [int(t) for t in track_ids]
+    if tracks is not None:
+        record["track_ids"] = tracks
     return record
 
 
@@ -66,6 +83,7 @@ class DetectionsLog:
     def __init__(self, path: str | Path, class_names: list[str]) -> None:
         self.path = Path(path)
         self.class_names = class_names
+        self.category_ids = category_ids_for(class_names)
         self._file = self.path.open("w", encoding="utf-8", buffering=1)
 
     def write(
@@ -75,7 +93,9 @@ class DetectionsLog:
         detections: Detections,
         track_ids: np.ndarray | None = None,
     ) -> None:
-        record = frame_record(index, timestamp, detections, self.class_names, track_ids)
+        record = frame_record(
+            index, timestamp, detections, self.class_names, track_ids, self.category_ids
+        )
         self._file.write(json.dumps(record, separators=(",", ":")) + "\n")
 
     def close(self) -> None:
@@ -90,7 +110,7 @@ def box_labels(
         return None
     labels = []
     for cls, score, track in zip(detections.class_ids, detections.scores, track_ids):
-        name = class_names[cls] if cls < len(class_names) else str(cls)
+        name = class_name_of(int(cls), class_names)
         labels.append(f"{'#' + str(track) + ' ' if track >= 0 else ''}{name} {score:.2f}")
     return labels
 

@@ -1,6 +1,6 @@
 """Synthetic clips: the synthetic set's shapes moving in straight lanes over a gradient, with
-the box of every shape in every frame known. For tests, the benchmark and the README
-picture: no video can be downloaded on our machines, and known boxes make tracking and
+the box of every shape in every frame known. For tests, the benchmark and the picture in
+docs/detect.md: no video can be downloaded on our machines, and known boxes make tracking and
 frame timing checkable.
 """
 

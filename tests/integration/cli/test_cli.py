@@ -94,7 +94,8 @@ def test_detect_skips_bad_files_and_exits_1(tiny_onnx_dynamic, photo_paths, tmp_
     entries = json.loads((tmp_path / "out" / "detections.json").read_text())
     good = {n for n, e in cases.items() if e is None} | {"photo.jpg"}
     assert {e["file_name"] for e in entries} == good
-    assert all(set(e) == {"file_name", "category_id", "bbox", "score"} for e in entries)
+    keys = {"file_name", "category_id", "class_index", "class_name", "bbox", "score"}
+    assert all(set(e) == keys for e in entries)
     assert all(1 <= e["category_id"] <= len(TINY_CLASSES) for e in entries)
     assert sorted(p.name for p in (tmp_path / "out" / "images").iterdir()) == sorted(good)
 

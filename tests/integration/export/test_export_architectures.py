@@ -195,7 +195,7 @@ def test_cli_on_an_original_dcn_checkpoint(photo_paths, tmp_path, capsys):
     assert "DeformConv" in op_types(onnx_path)
     detect = ["detect", str(onnx_path), str(photo_paths[0]), "--out", str(tmp_path / "det")]
     assert main(detect) == 0
-    assert main(["bench", str(onnx_path), "--batch", "1", "--iterations", "2"]) == 0
+    assert main(["bench", str(onnx_path), "--batches", "1", "--iterations", "2"]) == 0
     assert "resdcn_18" in capsys.readouterr().out
 
 

@@ -57,7 +57,7 @@ def test_the_defaults_of_each_precision_pass_on_both_targets():
         (BuildConfig("int8", CALIB, search=SearchConfig(max_drop=0.01)), "ort", "max_drop"),
         (BuildConfig("int8", CALIB, search=SearchConfig(annotations="a.json")), "ort", "annot"),
         (
-            BuildConfig("int8-mixed", CALIB, search=SearchConfig(min_error_cut=0.1)),
+            BuildConfig("int8-mixed", CALIB, search=SearchConfig("nncf", min_error_cut=0.1)),
             "ir",
             "`search.min_error_cut`",
         ),

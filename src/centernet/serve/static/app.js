@@ -6,6 +6,8 @@
 // applies them (the best `max_dets` boxes at or above the threshold), so what is drawn is
 // what the server would answer for those settings. Each drawn box is an SVG <rect
 // class="box"> whose data-* attributes hold the server's numbers (class, score, box).
+// A detection's class is `class_index` (the model's 0-based class), `class_name` and
+// `category_id` (docs/output-formats.md); `class_id` is its deprecated name, not used here.
 "use strict";
 
 (() => {
@@ -244,7 +246,7 @@
     return state.answer.detections
       .filter((d) => d.score >= threshold)
       .slice(0, count)
-      .filter((d) => !state.hidden.has(d.class_id));
+      .filter((d) => !state.hidden.has(d.class_index));
   }
 
   function label(d) {
@@ -275,12 +277,12 @@
     ui.overlay.append(labels);
     for (const d of [...shown].reverse()) { // lowest score first: the best on top
       const [x0, y0, x1, y1] = d.box;
-      const colour = classColour(d.class_id);
+      const colour = classColour(d.class_index);
       ui.overlay.insertBefore(svgNode("rect", {
         class: "box", x: x0 * scale, y: y0 * scale,
         width: Math.max(0, (x1 - x0) * scale), height: Math.max(0, (y1 - y0) * scale),
-        stroke: colour, "data-class": d.class_name, "data-class-id": d.class_id,
-        "data-score": d.score, "data-box": d.box.join(","),
+        stroke: colour, "data-class": d.class_name, "data-class-index": d.class_index,
+        "data-category-id": d.category_id, "data-score": d.score, "data-box": d.box.join(","),
       }), labels);
       const group = svgNode("g", { class: "label" });
       const background = svgNode("rect", { fill: colour });
@@ -329,6 +331,12 @@
     setTimeout(() => URL.revokeObjectURL(link.href), 10000);
   }
 
+  // A detection without the fields kept only for older clients (`class_id`).
+  function current(d) {
+    const { class_id: _deprecated, ...rest } = d;
+    return rest;
+  }
+
   function saveJson() {
     const answer = state.answer;
     if (!answer) return;
@@ -337,7 +345,7 @@
       model: answer.model, file: (state.file && state.file.name) || null,
       width: answer.width, height: answer.height,
       threshold: Number(ui.threshold.value), max_dets: Math.min(maxDets(), state.askedMaxDets),
-      classes: kept, detections: visible(),
+      classes: kept, detections: visible().map(current),
     };
     const blob = new Blob([JSON.stringify(document_, null, 2)], { type: "application/json" });
     download(blob, `${stem()}.detections.json`);
@@ -359,7 +367,7 @@
     context.textBaseline = "top";
     for (const d of [...visible()].reverse()) {
       const [x0, y0, x1, y1] = d.box;
-      const colour = classColour(d.class_id);
+      const colour = classColour(d.class_index);
       context.strokeStyle = colour;
       context.strokeRect(x0, y0, x1 - x0, y1 - y0);
       const text = label(d);

@@ -187,7 +187,7 @@ def test_cli_detect_eval_and_bench_with_the_device_pipeline(
     )
     report = tmp_path / "bench.json"
     threads = torch.get_num_threads()  # bench --threads sets torch's (process-wide) count
-    args = ["bench", str(tiny_checkpoint), "--pipeline", "device", "--batch", "1,2"]
+    args = ["bench", str(tiny_checkpoint), "--pipeline", "device", "--batches", "1,2"]
     args += ["--threads", "1", "--warmup", "0"]
     args += ["--iterations", "2", "--images", str(photo_paths[0].parent), "--json", str(report)]
     try:
