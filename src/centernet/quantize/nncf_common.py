@@ -1,7 +1,7 @@
-"""What both NNCF back ends share (the OpenVINO IR, ``nncf_ir.py``, and the QDQ .onnx laid
-out for OpenVINO, ``nncf_qdq.py``): NNCF's arguments from the build settings, the
-calibration method as NNCF's activation range estimator, and the calibration images as
-the re-iterable data set NNCF walks. openvino and nncf are imported inside functions."""
+"""NNCF's side of an OpenVINO IR build (``nncf_ir.py``) and its accuracy control: NNCF's
+arguments from the build settings, the calibration method as NNCF's activation range
+estimator, and the calibration images as the re-iterable data set NNCF walks. openvino
+and nncf are imported inside functions."""
 
 from __future__ import annotations
 
@@ -88,23 +88,22 @@ class CalibrationBatches:
     """The calibration reader as a re-iterable of input batches: NNCF walks its data set
     more than once (statistics, then bias correction), each walk from the first image."""
 
-    def __init__(self, reader: ImageCalibrationReader, as_feed: bool = False) -> None:
+    def __init__(self, reader: ImageCalibrationReader) -> None:
         self.reader = reader
-        self.as_feed = as_feed  # {input name: batch}, as NNCF's ONNX backend takes them
         self.walks = 0
         self._stage = reader.stage
 
     def __len__(self) -> int:
         return len(self.reader)
 
-    def __iter__(self) -> Iterator[np.ndarray | dict[str, np.ndarray]]:
+    def __iter__(self) -> Iterator[np.ndarray]:
         self.walks += 1
         self.reader.stage = self._stage if self.walks == 1 else f"{self._stage} (pass {self.walks})"
         self.reader.rewind()
         count = 0
         while (item := self.reader.get_next()) is not None:
             count += 1
-            yield item if self.as_feed else item[self.reader.input_name]
+            yield item[self.reader.input_name]
         if not count:  # else NNCF fails later with a message about empty statistics
             reasons = self.reader.skipped[:1] or ["fewer readable images than one batch"]
             raise CenterNetError(f"no calibration batch could be read ({reasons[0]})")
