@@ -99,14 +99,16 @@ def test_eval_on_ray_gives_the_local_metrics(tiny_onnx_dynamic, tmp_path, capsys
 
 
 def test_ray_serve_answers_like_the_plain_server(tiny_onnx_dynamic, photo_paths):
+    """Also the receive deadline: trickled headers (Ray Serve's proxy) and a trickled
+    body (the replica's app) are answered 408 by the deadline."""
     from centernet.distributed.ray import (
         RayConfig,
-        ServeScale,
+        ReplicaConfig,
         deploy_on_ray_serve,
         stop_ray_serve,
     )
     from centernet.runtime.detector import Detector
-    from centernet.serve.config import BatchConfig, ServeConfig
+    from centernet.serve.config import BatchConfig, LimitsConfig, ServeConfig
     from tests.helpers import assert_detections_close
     from tests.serve.helpers import request, v1_detections, v2_outputs
 
@@ -115,9 +117,10 @@ def test_ray_serve_answers_like_the_plain_server(tiny_onnx_dynamic, photo_paths)
     port = probe.getsockname()[1]
     probe.close()
     config = ServeConfig(
-        tiny_onnx_dynamic, name="tiny", threshold=0.1, batching=BatchConfig(max_delay_s=0.02)
-    )
-    url = deploy_on_ray_serve(config, "127.0.0.1", port, ServeScale(1), RayConfig())
+        tiny_onnx_dynamic, name="tiny", threshold=0.1, batching=BatchConfig(max_delay_s=0.02),
+        limits=LimitsConfig(receive_timeout_s=DEADLINE_S),
+    )  # fmt: skip
+    url = deploy_on_ray_serve(config, "127.0.0.1", port, ReplicaConfig(1), RayConfig())
     try:
         want = Detector(tiny_onnx_dynamic, threshold=0.1)([str(p) for p in photo_paths[:2]])
         answer = request(url, "POST", "/v1/detect", photo_paths[0].read_bytes(),
@@ -139,8 +142,44 @@ def test_ray_serve_answers_like_the_plain_server(tiny_onnx_dynamic, photo_paths)
             )
         bad = request(url, "POST", "/v1/detect", b"junk", {"Content-Type": "image/jpeg"})
         assert bad.status == 400 and "not a decodable image" in bad.json["error"]
+        for part, says in (("headers", "headers were not received"), ("body", "not received")):
+            seconds, status, error = trickled(port, part)
+            assert status == 408 and says in error and "--receive-timeout-s" in error, error
+            assert DEADLINE_S - 0.05 <= seconds <= DEADLINE_S + 1.5, (part, seconds)
     finally:
         stop_ray_serve()
+
+
+DEADLINE_S = 2.0
+
+
+def trickled(port: int, part: str) -> tuple[float, int, str]:
+    """A client that sends the ``headers`` (or, after whole headers, the ``body``) of a
+    request a byte every 0.25 s: seconds until the answer, its status and error."""
+    import select
+    import time
+
+    head = b"POST /v1/detect HTTP/1.1\r\nHost: t\r\nContent-Type: image/jpeg\r\n"
+    sock = socket.create_connection(("127.0.0.1", port), timeout=20)
+    started = time.perf_counter()
+    if part == "body":
+        sock.sendall(head + b"Content-Length: 100000\r\n\r\n")
+    trickle = head if part == "headers" else b"x" * 100
+    for i in range(len(trickle)):  # stop before the deadline: a byte that crosses the
+        # 408 on the wire may make the server's kernel reset the connection (TCP)
+        if select.select([sock], [], [], 0)[0] or time.perf_counter() - started > 1.5:
+            break
+        sock.sendall(trickle[i : i + 1])
+        time.sleep(0.25)
+    chunks = []
+    while chunk := sock.recv(65536):
+        chunks.append(chunk)
+    sock.close()
+    seconds = time.perf_counter() - started
+    response = b"".join(chunks)
+    head_of, _, body = response.partition(b"\r\n\r\n")
+    status = int(head_of.split(b" ")[1]) if head_of.startswith(b"HTTP/1.1 ") else 0
+    return seconds, status, json.loads(body or b"{}").get("error", response.decode())
 
 
 def test_without_ray_the_flag_says_how_to_install_it(

@@ -10,6 +10,7 @@ __getattr__, __dir__, __all__ = lazy_exports(
         "DetectJob": "actors",
         "RayConfig": "ray",
         "RayRun": "detect",
+        "ReplicaConfig": "serve",
         "ServeScale": "serve",
         "deploy_on_ray_serve": "serve",
         "detect_on_ray": "detect",

@@ -49,6 +49,7 @@ __getattr__, _dir, _ = lazy_exports(
         "merge_shards": "shards",
         "read_entries": "shards",
         "APP_NAME": "serve",
+        "ReplicaConfig": "serve",
         "ServeScale": "serve",
         "deploy_on_ray_serve": "serve",
         "ray_serve_batcher_type": "serve",

@@ -12,7 +12,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from centernet.distributed.cluster import connect
+from centernet.distributed.planning import PlacementError
 from centernet.distributed.ray import RayConfig
+from centernet.distributed.serve_proxy import proxy_environment
 
 APP_NAME = "centernet"  # the Ray Serve application
 
@@ -62,46 +64,105 @@ def ray_serve_batcher_type() -> type:
 
 
 @dataclass(frozen=True)
-class ServeScale:
-    """How many replicas: a fixed number, or autoscaling between two."""
+class ReplicaConfig:
+    """How many replicas: a fixed number, or autoscaled between two on the requests each
+    replica holds (running and waiting). The delays are Ray Serve's, shortened from its
+    LLM-minded defaults (30 s up, 600 s down) to a detection server's: a replica loads in
+    seconds."""
 
     replicas: int = 1
     autoscale: tuple[int, int] | None = None  # (min, max)
-    cpus_per_replica: float = 1.0
+    cpus_per_replica: float = 1.0  # = its engine threads
+    target_ongoing: float = 2.0  # requests per replica the autoscaler aims at
+    upscale_delay_s: float = 2.0  # load above target this long: a replica more
+    downscale_delay_s: float = 20.0  # load below target this long: a replica less
+    look_back_s: float = 4.0  # the autoscaler averages the load over this window
+    metrics_interval_s: float = 0.5  # how often replicas and proxies report their load
+    health_check_period_s: float = 2.0  # a replica that stops answering is replaced
+
+
+ServeScale = ReplicaConfig  # the name before 0.2 (settings classes end in Config)
+
+
+def deployment_options(config: Any, scale: ReplicaConfig) -> dict[str, Any]:
+    """Ray Serve's options for the deployment: replicas, autoscaling, and the plain
+    server's admission (one batch running, ``max_queue`` waiting, per replica; as many
+    again waiting in a proxy for a free replica; beyond that 503, so latency stays
+    bounded under overload)."""
+    batching = config.batching
+    options: dict[str, Any] = {
+        "ray_actor_options": {"num_cpus": scale.cpus_per_replica},
+        "max_ongoing_requests": batching.max_batch + batching.max_queue,
+        "max_queued_requests": batching.max_queue,
+        "health_check_period_s": scale.health_check_period_s,
+    }
+    if scale.autoscale:
+        low, high = scale.autoscale
+        options["autoscaling_config"] = {
+            "min_replicas": low,
+            "max_replicas": high,
+            "target_ongoing_requests": scale.target_ongoing,
+            "upscale_delay_s": scale.upscale_delay_s,
+            "downscale_delay_s": scale.downscale_delay_s,
+            "look_back_period_s": scale.look_back_s,
+            "metrics_interval_s": scale.metrics_interval_s,
+        }
+    else:
+        options["num_replicas"] = scale.replicas
+    return options
+
+
+def replica_config(config: Any) -> Any:
+    """A replica's ServeConfig: Ray Serve's ``max_ongoing_requests`` bounds what a replica
+    holds, so the replica's own queue takes all of it. Its own bound counts the images
+    waiting while a batch runs, which can pass ``max_queue`` while the replica holds fewer
+    than ``max_batch + max_queue`` requests (a small batch running, more waiting): it would
+    answer 503 to requests Ray Serve had admitted."""
+    from dataclasses import replace
+
+    batching = config.batching
+    return replace(
+        config, batching=replace(batching, max_queue=batching.max_batch + batching.max_queue)
+    )
 
 
 def deploy_on_ray_serve(
-    config: Any, host: str, port: int, scale: ServeScale, settings: RayConfig
+    config: Any, host: str, port: int, scale: ReplicaConfig, settings: RayConfig
 ) -> str:
     """Run the ``centernet serve`` app as a Ray Serve deployment; its URL once ready.
 
     Each replica builds the same FastAPI app over its own DetectionService (the Ray Serve
-    batcher), so routes, JSON, limits, metrics, API keys, CORS and the page are the plain
-    server's; the config (keys included) travels to the replicas through Ray.
+    batcher), so routes, JSON, limits, metrics, API keys, CORS, the page and the body's
+    receive deadline are the plain server's; the config (keys included) travels to the
+    replicas through Ray. TLS, the keep-alive timeout and the header deadline belong to
+    Ray Serve's HTTP proxies (``serve_proxy.py``).
     """
-    connect(settings)
+    nodes = connect(settings)
+    largest = max((node.cpus for node in nodes), default=0)
+    if scale.cpus_per_replica > largest:
+        raise PlacementError(
+            f'a replica with `threads="{scale.cpus_per_replica:g}"` needs '
+            f"{scale.cpus_per_replica:g} CPUs on one node, and the largest node has "
+            f"{largest:g}: give `threads` <= {largest:g}"
+        )
     from ray import serve
+
+    replica = replica_config(config)
 
     def build_app():
         from centernet.serve.app import create_app
         from centernet.serve.service import DetectionService
 
-        service = DetectionService(config, batcher_type=ray_serve_batcher_type())
+        service = DetectionService(replica, batcher_type=ray_serve_batcher_type())
         service.start()
         return create_app(service)
 
     class CenterNetReplica:
         pass
 
-    options: dict[str, Any] = {"ray_actor_options": {"num_cpus": scale.cpus_per_replica}}
-    if scale.autoscale:
-        low, high = scale.autoscale
-        options["autoscaling_config"] = {"min_replicas": low, "max_replicas": high}
-    else:
-        options["num_replicas"] = scale.replicas
-    deployment = serve.deployment(serve.ingress(build_app)(CenterNetReplica), **options)
-    # API keys, CORS, the receive deadline and the page are the app's own (create_app);
-    # TLS and the keep-alive timeout belong to Ray Serve's HTTP proxy
+    deployment = serve.deployment(
+        serve.ingress(build_app)(CenterNetReplica), **deployment_options(config, scale)
+    )
     transport = config.transport
     http_options: dict[str, Any] = {
         "host": host, "port": port, "keep_alive_timeout_s": transport.keep_alive_s
@@ -109,9 +170,28 @@ def deploy_on_ray_serve(
     if transport.tls:
         http_options["ssl_certfile"] = transport.ssl_certfile
         http_options["ssl_keyfile"] = transport.ssl_keyfile
-    serve.start(http_options=http_options)
+    serve.start(
+        http_options=http_options,
+        controller_options={"runtime_env": {"env_vars": proxy_environment(config)}},
+    )
     serve.run(deployment.bind(), name=APP_NAME, route_prefix="/", blocking=False)
     return f"{'https' if transport.tls else 'http'}://{host}:{port}"
+
+
+def replica_states() -> dict[str, int]:
+    """How many replicas of the deployment are in each state (``RUNNING``, ``STARTING``,
+    ...), as Ray Serve reports them."""
+    from ray import serve
+
+    application = serve.status().applications.get(APP_NAME)
+    if application is None:
+        return {}
+    counts: dict[str, int] = {}
+    for deployment in application.deployments.values():
+        for state, count in deployment.replica_states.items():
+            key = str(getattr(state, "value", state))
+            counts[key] = counts.get(key, 0) + count
+    return counts
 
 
 def stop_ray_serve() -> None:
