@@ -5,8 +5,8 @@ A closed loop (``loadtest.py``: each client waits for its answer) slows down wit
 server and so never shows what an overloaded server does; an autoscaler has to be shown a
 load that does not wait. Each request runs on a connection of its own in a pool of
 threads large enough that a slow answer never delays the next send; a request that gets
-a 5xx or no answer is tried again ``retries`` times (as a client behind a retrying proxy
-would), and its latency counts from its first send.
+a 5xx or no answer is tried again ``retries`` times, 0.5 s, 1 s, 2 s ... apart (as a
+client that honours ``Retry-After`` would), and its latency counts from its first send.
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from centernet.serve.loadtest import Upload
+
+RETRY_S = 0.5  # the first retry's wait; each next one waits twice as long
 
 
 @dataclass(frozen=True)
@@ -66,7 +68,7 @@ def run_phases(
             if isinstance(status, int) and status < 500:
                 break
             if tries <= retries:
-                time.sleep(0.2)
+                time.sleep(RETRY_S * 2 ** (tries - 1))  # 0.5 s, 1 s, 2 s, ...
         with lock:
             results.append(Sent(phase, at, status, time.perf_counter() - first, tries))
 
