@@ -21,11 +21,11 @@ def test_the_driver_node_lost_is_an_error_and_resume_goes_on(
     tiny_onnx_dynamic, photo_paths, tmp_path
 ):
     (tmp_path / "images").mkdir()
-    images = copy_inputs(photo_paths, tmp_path / "images", copies=50, bad=False)
+    images = copy_inputs(photo_paths, tmp_path / "images", copies=100, bad=False)
     out = tmp_path / "ray"
     command = [sys.executable, "-m", "centernet.cli", "detect", str(tiny_onnx_dynamic),
                str(images), "--out", str(out), "--threshold", "0.1", "--ray",
-               "--ray-batch", "4"]  # fmt: skip
+               "--ray-batch", "4", "--ray-lost-after-s", "2"]  # fmt: skip
     cluster = LoopbackCluster(nodes=1)
     try:
         child = subprocess.Popen(
@@ -49,12 +49,12 @@ def test_the_driver_node_lost_is_an_error_and_resume_goes_on(
     assert "lost the Ray node this command runs on" in err
     assert "the same command with --resume goes on from there" in err
     done = len(list((out / "shards").glob("*.jsonl")))
-    assert 3 <= done < 50 and not list((out / "shards").glob("*.tmp"))
+    assert 3 <= done < 100 and not list((out / "shards").glob("*.tmp"))
     # Ray on this machine this time (the cluster is gone): only the rest is detected
     resumed = subprocess.run([*command, "--resume"], capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
     assert f"{done * 4} done before (--resume)" in resumed.stdout
-    assert f"detected {200 - done * 4} of {200 - done * 4} images" in resumed.stdout
+    assert f"detected {400 - done * 4} of {400 - done * 4} images" in resumed.stdout
     local = tmp_path / "local"
     detect(tiny_onnx_dynamic, [str(images)], local)
     assert outputs(out) == outputs(local)

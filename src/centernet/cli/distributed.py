@@ -50,6 +50,11 @@ def add_ray_args(parser: argparse.ArgumentParser) -> None:
         "--ray-batch", type=positive_int, default=None,
         help="images per actor call and shard (default: about 32 shards, at most 16 each)",
     )  # fmt: skip
+    group.add_argument(
+        "--ray-lost-after-s", type=float, default=10.0,
+        help="seconds the node this command runs on, or the cluster's head, may stay "
+        "silent before the job stops (exit 2; --resume goes on) (default: 10)",
+    )  # fmt: skip
 
 
 def ray_settings(args: argparse.Namespace):
@@ -61,6 +66,7 @@ def ray_settings(args: argparse.Namespace):
         node_ip=getattr(args, "ray_node_ip", None),
         workers=getattr(args, "ray_workers", None),
         batch=getattr(args, "ray_batch", None),
+        lost_after_s=getattr(args, "ray_lost_after_s", 10.0),
         threads=args.threads,
         gpus_per_worker=1.0 if getattr(args, "device", "cpu") == "cuda" else 0.0,
     )

@@ -73,7 +73,10 @@ def detect_on_ray(
     run.done_before = len(statuses)
     units = _units(sources, ranges, statuses)
     if units:
-        pool = ShardPool(job, actor_plan, settings.placement_timeout_s, on_event or _quiet)
+        pool = ShardPool(
+            job, actor_plan, settings.placement_timeout_s, on_event or _quiet,
+            lost_after_s=settings.lost_after_s,
+        )  # fmt: skip
         try:
             for shard, records, node in pool.run(units):
                 again = set(shard.indices)

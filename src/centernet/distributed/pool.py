@@ -35,7 +35,6 @@ from centernet.errors import CenterNetError
 
 IN_FLIGHT = 2  # shards queued on an actor: one running, the next waiting
 MAX_ATTEMPTS = 3  # a shard lost with its actor this often is an error, not a retry
-ATTACHED_GRACE_S = 10.0  # how long the node this process runs on may stay silent
 POLL_S = 1.0
 
 Events = Callable[[str], None]
@@ -60,7 +59,12 @@ class ShardPool:
     """The actors of one run and the calls in flight on them."""
 
     def __init__(
-        self, job: DetectJob, plan: ActorPlan, placement_timeout_s: float, on_event: Events
+        self,
+        job: DetectJob,
+        plan: ActorPlan,
+        placement_timeout_s: float,
+        on_event: Events,
+        lost_after_s: float = 10.0,
     ) -> None:
         self.ray = require_ray()
         self.job, self.plan = job, plan
@@ -73,7 +77,7 @@ class ShardPool:
         self.lost_nodes: list[str] = []
         self.restarted = 0
         self.load_s = 0.0
-        self.watch = AttachedNodeWatch(ATTACHED_GRACE_S)
+        self.watch = AttachedNodeWatch(lost_after_s)
         self._remote = self.ray.remote(ShardDetector)
 
     def run(self, shards: list[Shard]) -> Iterator[tuple[Shard, list[dict], str]]:

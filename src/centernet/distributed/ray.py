@@ -29,6 +29,7 @@ class RayConfig:
     threads: int | None = None  # engine threads (= CPUs) per actor; None: planned per node
     gpus_per_worker: float = 0.0  # --device cuda: Ray places each actor on a GPU
     placement_timeout_s: float = 60.0  # an actor not placed by then: an error, not a wait
+    lost_after_s: float = 10.0  # this command's node or the head silent this long: stop
 
 
 # the names of the modules that make up the Ray front, importable from here as before
