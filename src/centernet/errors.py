@@ -42,7 +42,14 @@ class MissingDependencyError(CenterNetError):
 #: Parameters whose command-line flag is not the parameter's name with dashes; the CLI
 #: adds every option it generates from a settings class (``cli/config_args.py``), under
 #: the field's dotted path (``calibration.bins``) and its name.
-FLAG_NAMES = {"keep_float_layers": "keep-float", "calib_images": "calib-images"}
+FLAG_NAMES = {
+    "keep_float_layers": "keep-float",
+    "calib_images": "calib-images",
+    # RayConfig's fields (distributed/): the --ray flags
+    "workers": "ray-workers",
+    "address": "ray-address",
+    "node_ip": "ray-node-ip",
+}
 _PARAMETER = re.compile(r'`([\w.]+)(?:="([^"`]*)")?`')
 
 

@@ -1,5 +1,6 @@
-"""detect/eval --ray give the local commands' files and reports; a two-node cluster; Ray
-Serve answers like the plain server. Local Ray with 2 CPUs; kept short."""
+"""detect/eval --ray give the local commands' files and reports; Ray Serve answers like the
+plain server. One local Ray with 2 CPUs for the module, started by the first command;
+kept short. The simulated cluster: test_ray_cluster.py."""
 
 from __future__ import annotations
 
@@ -51,50 +52,32 @@ def local(tiny_onnx_dynamic, inputs, tmp_path_factory):
     skipped = [
         line for line in err.getvalue().splitlines() if line.startswith("centernet: skipped")
     ]
-    return code, (out / "detections.json").read_bytes(), skipped
+    return code, (out / "detections.json").read_bytes(), skipped, out
 
 
-@pytest.fixture
+@pytest.fixture(scope="module", autouse=True)
 def local_ray():
+    """Ray started by the first command (connect), shut down after the module."""
     yield
     ray.shutdown()
 
 
 def test_detect_on_ray_writes_the_local_files_and_report(
-    tiny_onnx_dynamic, inputs, local, tmp_path, capsys, local_ray
+    tiny_onnx_dynamic, inputs, local, tmp_path, capsys
 ):
     code, detections, skipped, printed = run_detect(
         tiny_onnx_dynamic, inputs, tmp_path / "ray", capsys, "--ray", "--ray-batch", "3"
     )
-    assert (code, detections, skipped) == local
+    assert (code, detections, skipped) == local[:3]
     assert code == 1 and len(skipped) == 3 and len(json.loads(detections)) == 8 * 100
-    shards = sorted((tmp_path / "ray" / "shards").glob("*.json"))
-    assert 4 <= len(shards) <= 11  # one per actor call of at most 3 of the 11 inputs
+    log = (local[3] / "detections.jsonl").read_bytes()
+    assert (tmp_path / "ray" / "detections.jsonl").read_bytes() == log
+    shards = sorted((tmp_path / "ray" / "shards").glob("*.jsonl"))
+    assert len(shards) == 4  # one per actor call of 3 of the 11 inputs
     assert "Ray: 1 actors x 2 threads on 1 node(s)" in printed
 
 
-def test_a_two_node_cluster_shares_the_work_and_matches(
-    tiny_onnx_dynamic, inputs, local, tmp_path, capsys
-):
-    from ray.cluster_utils import Cluster
-
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
-    try:
-        cluster.add_node(num_cpus=1)
-        cluster.wait_for_nodes()
-        code, detections, skipped, printed = run_detect(
-            tiny_onnx_dynamic, inputs, tmp_path / "cluster", capsys,
-            "--ray", "--ray-address", cluster.address, "--ray-workers", "2", "--threads", "1",
-            "--ray-batch", "2",
-        )  # fmt: skip
-        assert (code, detections, skipped) == local
-        assert "Ray: 2 actors x 1 threads on 2 node(s)" in printed
-    finally:
-        ray.shutdown()
-        cluster.shutdown()
-
-
-def test_eval_on_ray_gives_the_local_metrics(tiny_onnx_dynamic, tmp_path, capsys, local_ray):
+def test_eval_on_ray_gives_the_local_metrics(tiny_onnx_dynamic, tmp_path, capsys):
     synth = tmp_path / "synth"
     assert main(["synth", "--out", str(synth), "-n", "6", "--seed", "5"]) == 0
     data = json.loads((synth / "instances.json").read_text())  # the tiny model's 3 classes
@@ -115,15 +98,17 @@ def test_eval_on_ray_gives_the_local_metrics(tiny_onnx_dynamic, tmp_path, capsys
     ).read_bytes()
 
 
-def test_ray_serve_answers_like_the_plain_server(tiny_onnx_dynamic, photo_paths, local_ray):
+def test_ray_serve_answers_like_the_plain_server(tiny_onnx_dynamic, photo_paths):
+    """Also the receive deadline: trickled headers (Ray Serve's proxy) and a trickled
+    body (the replica's app) are answered 408 by the deadline."""
     from centernet.distributed.ray import (
         RayConfig,
-        ServeScale,
+        ReplicaConfig,
         deploy_on_ray_serve,
         stop_ray_serve,
     )
     from centernet.runtime.detector import Detector
-    from centernet.serve.config import BatchConfig, ServeConfig
+    from centernet.serve.config import BatchConfig, LimitsConfig, ServeConfig
     from tests.helpers import assert_detections_close
     from tests.serve.helpers import request, v1_detections, v2_outputs
 
@@ -132,9 +117,10 @@ def test_ray_serve_answers_like_the_plain_server(tiny_onnx_dynamic, photo_paths,
     port = probe.getsockname()[1]
     probe.close()
     config = ServeConfig(
-        tiny_onnx_dynamic, name="tiny", threshold=0.1, batching=BatchConfig(max_delay_s=0.02)
-    )
-    url = deploy_on_ray_serve(config, "127.0.0.1", port, ServeScale(1), RayConfig())
+        tiny_onnx_dynamic, name="tiny", threshold=0.1, batching=BatchConfig(max_delay_s=0.02),
+        limits=LimitsConfig(receive_timeout_s=DEADLINE_S),
+    )  # fmt: skip
+    url = deploy_on_ray_serve(config, "127.0.0.1", port, ReplicaConfig(1), RayConfig())
     try:
         want = Detector(tiny_onnx_dynamic, threshold=0.1)([str(p) for p in photo_paths[:2]])
         answer = request(url, "POST", "/v1/detect", photo_paths[0].read_bytes(),
@@ -156,8 +142,44 @@ def test_ray_serve_answers_like_the_plain_server(tiny_onnx_dynamic, photo_paths,
             )
         bad = request(url, "POST", "/v1/detect", b"junk", {"Content-Type": "image/jpeg"})
         assert bad.status == 400 and "not a decodable image" in bad.json["error"]
+        for part, says in (("headers", "headers were not received"), ("body", "not received")):
+            seconds, status, error = trickled(port, part)
+            assert status == 408 and says in error and "--receive-timeout-s" in error, error
+            assert DEADLINE_S - 0.05 <= seconds <= DEADLINE_S + 1.5, (part, seconds)
     finally:
         stop_ray_serve()
+
+
+DEADLINE_S = 2.0
+
+
+def trickled(port: int, part: str) -> tuple[float, int, str]:
+    """A client that sends the ``headers`` (or, after whole headers, the ``body``) of a
+    request a byte every 0.25 s: seconds until the answer, its status and error."""
+    import select
+    import time
+
+    head = b"POST /v1/detect HTTP/1.1\r\nHost: t\r\nContent-Type: image/jpeg\r\n"
+    sock = socket.create_connection(("127.0.0.1", port), timeout=20)
+    started = time.perf_counter()
+    if part == "body":
+        sock.sendall(head + b"Content-Length: 100000\r\n\r\n")
+    trickle = head if part == "headers" else b"x" * 100
+    for i in range(len(trickle)):  # stop before the deadline: a byte that crosses the
+        # 408 on the wire may make the server's kernel reset the connection (TCP)
+        if select.select([sock], [], [], 0)[0] or time.perf_counter() - started > 1.5:
+            break
+        sock.sendall(trickle[i : i + 1])
+        time.sleep(0.25)
+    chunks = []
+    while chunk := sock.recv(65536):
+        chunks.append(chunk)
+    sock.close()
+    seconds = time.perf_counter() - started
+    response = b"".join(chunks)
+    head_of, _, body = response.partition(b"\r\n\r\n")
+    status = int(head_of.split(b" ")[1]) if head_of.startswith(b"HTTP/1.1 ") else 0
+    return seconds, status, json.loads(body or b"{}").get("error", response.decode())
 
 
 def test_without_ray_the_flag_says_how_to_install_it(

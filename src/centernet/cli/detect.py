@@ -49,7 +49,8 @@ def add_detect(add_command: AddCommand) -> None:
         "--resume",
         action="store_true",
         help="go on with a stopped run (same --out): skip the images already in "
-        "OUT/detections.jsonl; without it that file is replaced",
+        "OUT/detections.jsonl (with --ray: in the complete shards of OUT/shards); without "
+        "it those are replaced",
     )
     p.add_argument("--save-images", action="store_true", help="write annotated copies")
     p.add_argument("--threshold", type=float, default=0.3, help="drop boxes scoring below")
@@ -74,8 +75,6 @@ def cmd_detect(args: argparse.Namespace) -> int:
 
     _check_pipeline(args)
     videos, args.images = split_videos(args.images)
-    if args.ray and args.resume:  # the shards of a Ray run are written out of order
-        raise CenterNetError("--resume runs in this process: drop --ray")
     if videos or args.source is not None:
         if args.ray:
             raise CenterNetError("videos and streams run in this process: drop --ray")

@@ -1,17 +1,20 @@
 """``detect --ray`` and ``eval --ray``: the same commands, run by an actor pool on Ray.
 
-The options, the stderr report of unreadable files, detections.json and the exit status
-are those of the local commands; only where the work runs differs.
+The options, the stderr report of unreadable files, detections.json, detections.jsonl,
+``--resume`` and the exit status are those of the local commands; only where the work
+runs differs. On stderr besides: a line per lost actor or node (its work is redone).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import os
+import sys
 import time
 from pathlib import Path
 
 from centernet.cli.common import (
+    EXIT_ERROR,
     EXIT_OK,
     EXIT_SOME_FAILED,
     detector_config,
@@ -20,7 +23,9 @@ from centernet.cli.common import (
     report_skipped,
 )
 from centernet.cli.progress import bar as progress_bar
-from centernet.errors import CenterNetError
+from centernet.errors import CenterNetError, as_command_line
+
+LOG_NAME, RESULTS_NAME = "detections.jsonl", "detections.json"
 
 
 def add_ray_args(parser: argparse.ArgumentParser) -> None:
@@ -28,23 +33,42 @@ def add_ray_args(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("Ray (pip install 'centernet-deploy[ray]')")
     group.add_argument("--ray", action="store_true", help="run on Ray: an actor pool")
     group.add_argument(
-        "--ray-address", default=None, help="join this cluster (default: start a local Ray)"
-    )
+        "--ray-address", default=None,
+        help="join this cluster, HOST:PORT of its head (default: start Ray on this machine)",
+    )  # fmt: skip
     group.add_argument(
-        "--ray-workers", type=positive_int, default=None, help="actors (default: CPUs / 2)"
-    )
-    group.add_argument("--ray-batch", type=positive_int, default=16, help="images per actor call")
+        "--ray-node-ip", default=None,
+        help="this machine's address in the cluster (default: Ray's choice, or the "
+        "--ray-address host when the cluster listens on loopback only)",
+    )  # fmt: skip
+    group.add_argument(
+        "--ray-workers", type=positive_int, default=None,
+        help="actors (default: per node, one per 2 CPUs, at least one; with --threads T, "
+        "as many as fit)",
+    )  # fmt: skip
+    group.add_argument(
+        "--ray-batch", type=positive_int, default=None,
+        help="images per actor call and shard (default: about 32 shards, at most 16 each)",
+    )  # fmt: skip
+    group.add_argument(
+        "--ray-lost-after-s", type=float, default=10.0,
+        help="seconds the node this command runs on, or the cluster's head, may stay "
+        "silent before the job stops (exit 2; --resume goes on) (default: 10)",
+    )  # fmt: skip
 
 
-def _settings(args: argparse.Namespace):
+def ray_settings(args: argparse.Namespace):
+    """The RayConfig of a command line (``serve --ray`` takes only the address)."""
     from centernet.distributed.ray import RayConfig
 
     return RayConfig(
         address=args.ray_address,
-        workers=args.ray_workers,
-        batch=args.ray_batch,
+        node_ip=getattr(args, "ray_node_ip", None),
+        workers=getattr(args, "ray_workers", None),
+        batch=getattr(args, "ray_batch", None),
+        lost_after_s=getattr(args, "ray_lost_after_s", 10.0),
         threads=args.threads,
-        gpus_per_worker=1.0 if args.device == "cuda" else 0.0,
+        gpus_per_worker=1.0 if getattr(args, "device", "cpu") == "cuda" else 0.0,
     )
 
 
@@ -74,16 +98,25 @@ def _job(args: argparse.Namespace, category_ids, image_ids, out: Path, threshold
     )
 
 
-def _run(paths: list[str], job, args: argparse.Namespace, desc: str):
-    from centernet.distributed.ray import detect_on_ray
+def _run(sources: list[str], job, args: argparse.Namespace, desc: str, resume: bool = False):
+    """The RayRun; lost actors and nodes on stderr as they happen. When the node this
+    command runs on is lost, the error is printed and the process ends at once: Ray's own
+    shutdown would wait a minute for the lost node, and the shards are on disk."""
+    from centernet.distributed.ray import ClusterLostError, detect_on_ray
 
-    with progress_bar(len(paths), desc, unit="img") as bar:
-        return detect_on_ray(
-            [str(Path(p).resolve()) if Path(p).exists() else p for p in paths],
-            job,
-            _settings(args),
-            on_progress=lambda done, total: bar.update(done - bar.n),
-        )
+    def tell(message: str) -> None:
+        print(f"centernet: {as_command_line(message)}", file=sys.stderr, flush=True)
+
+    with progress_bar(len(sources), desc, unit="img") as shown:
+        try:
+            return detect_on_ray(
+                sources, job, ray_settings(args), resume=resume,
+                on_progress=lambda done, total: shown.update(done - shown.n), on_event=tell,
+            )  # fmt: skip
+        except ClusterLostError as exc:
+            print(f"centernet: error: {as_command_line(str(exc))}", file=sys.stderr, flush=True)
+            sys.stdout.flush()
+            os._exit(EXIT_ERROR)
 
 
 def detect_with_ray(args: argparse.Namespace) -> int:
@@ -102,48 +135,49 @@ def detect_with_ray(args: argparse.Namespace) -> int:
     ids_by_name = {im.file_name: im.id for im in annotations.images} if annotations else {}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    (out / RESULTS_NAME).unlink(missing_ok=True)  # written again at the end, or not at all
     job = _job(
         args, category_ids_for(spec.class_names, annotations), ids_by_name, out,
         args.threshold, args.max_dets,
     )  # fmt: skip
     started = time.perf_counter()
-    statuses, used = _run(inputs.paths, job, args, "detect (ray)")
+    run = _run(inputs.paths, job, args, "detect (ray)", resume=args.resume)
     failed = 0
-    for status, path in zip(statuses, inputs.paths):
+    for status in run.statuses:
         if status.error:
             failed += 1
-            report_skipped(path, status.error)
-    merge_shards(out, out / "detections.json")
-    _add_class_fields(out / "detections.json", job.category_ids, spec.class_names)
+            report_skipped(status.source, status.error)
+    merge_shards(out, run.ranges, out / RESULTS_NAME, out / LOG_NAME)
     seconds = time.perf_counter() - started
-    done, unmatched = len(inputs.paths) - failed, len(inputs.unmatched)
-    boxes = sum(status.boxes for status in statuses)
-    nodes = len({status.node for status in statuses})
-    print(
-        f"detected {done} of {len(inputs.paths)} images in {seconds:.1f} s "
-        f"({done / max(seconds, 1e-9):.1f} img/s): {boxes} boxes >= {args.threshold}; "
-        f"{failed} unreadable"
+    print(_summary(args, run, len(inputs.paths), failed, len(inputs.unmatched), seconds, out))
+    return EXIT_SOME_FAILED if failed or inputs.unmatched else EXIT_OK
+
+
+def _summary(args, run, total: int, failed: int, unmatched: int, seconds: float, out: Path) -> str:
+    ran = total - run.done_before
+    done = ran - failed
+    per_node = ", ".join(f"{node[:8]}: {n}" for node, n in sorted(run.images_per_node().items()))
+    lost = ""
+    if run.lost_nodes or run.restarted:
+        lost = f"; {len(run.lost_nodes)} node(s) lost, {run.restarted} actor(s) restarted"
+    return (
+        f"detected {done} of {ran} images in {seconds:.1f} s "
+        f"({done / max(seconds, 1e-9):.1f} img/s): "
+        f"{sum(s.boxes for s in run.statuses)} boxes >= {args.threshold}; {failed} unreadable"
         + (f", {unmatched} folders/patterns matched nothing" if unmatched else "")
-        + f"; wrote {out / 'detections.json'} (shards in {out / 'shards'})"
-        + f"; Ray: {used.workers} actors x {used.threads} threads on {nodes} node(s)"
+        + (f"; {run.done_before} done before (--resume)" if args.resume else "")
+        + f"; wrote {out / RESULTS_NAME} and {out / LOG_NAME} (shards in {out / 'shards'})"
+        + f"; Ray: {run.plan.describe()}, images per node {per_node or 'none'}"
+        + f", model load {run.load_s:.1f} s"
+        + lost
     )
-    return EXIT_SOME_FAILED if failed or unmatched else EXIT_OK
-
-
-def _add_class_fields(path: Path, category_ids, class_names: list[str]) -> None:
-    """The merged results with ``class_index`` and ``class_name`` beside each
-    ``category_id``, as the local command writes them (the actors write only the id)."""
-    from centernet.datasets.coco import with_class_fields
-
-    entries = json.loads(path.read_text())
-    path.write_text(json.dumps(with_class_fields(entries, category_ids, class_names)))
 
 
 def evaluate_with_ray(args: argparse.Namespace, annotations, out: Path):
     """The EvalOutcome of ``eval`` computed on Ray; also the ModelSpec."""
-    from centernet.datasets.coco import category_ids_for, with_class_fields
+    from centernet.datasets.coco import category_ids_for
     from centernet.datasets.coco_scoring import coco_evaluate
-    from centernet.distributed.ray import read_shards, require_ray
+    from centernet.distributed.ray import read_entries, require_ray
     from centernet.measure.evaluate import EvalOutcome
 
     require_ray()
@@ -153,9 +187,9 @@ def evaluate_with_ray(args: argparse.Namespace, annotations, out: Path):
     ids = {im.file_name: im.id for im in images}
     job = _job(args, category_ids_for(spec.class_names, annotations), ids, out, 0.0, 100)
     started = time.perf_counter()
-    statuses, _ = _run(paths, job, args, "eval (ray)")
-    failures = [(path, s.error) for path, s in zip(paths, statuses) if s.error]
-    results = with_class_fields(list(read_shards(out)), job.category_ids, spec.class_names)
+    run = _run(paths, job, args, "eval (ray)")
+    failures = [(s.source, s.error) for s in run.statuses if s.error]
+    results = list(read_entries(out, run.ranges))
     seconds = time.perf_counter() - started
     stats = coco_evaluate(annotations.path, results, image_ids=[im.id for im in images])
     return EvalOutcome(stats, results, len(images), failures, seconds), spec

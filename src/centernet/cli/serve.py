@@ -59,13 +59,41 @@ def add_serve(add_command: AddCommand) -> None:
     add_runtime_args(p)
     ray = p.add_argument_group("Ray Serve (pip install 'centernet-deploy[ray]')")
     ray.add_argument("--ray", action="store_true", help="run as a Ray Serve deployment")
-    ray.add_argument("--ray-address", default=None, help="join this cluster (default: local)")
+    ray.add_argument(
+        "--ray-address", default=None,
+        help="join this cluster, HOST:PORT of its head (default: start Ray on this machine)",
+    )  # fmt: skip
+    ray.add_argument(
+        "--ray-node-ip", default=None,
+        help="this machine's address in the cluster (default: Ray's choice, or the "
+        "--ray-address host when the cluster listens on loopback only)",
+    )  # fmt: skip
     scale = ray.add_mutually_exclusive_group()
     scale.add_argument("--replicas", type=positive_int, default=1, help="fixed replica count")
     scale.add_argument(
         "--autoscale", default=None, help="MIN:MAX replicas, scaled by Ray Serve on load"
     )
+    defaults = _replica_defaults()
+    ray.add_argument(
+        "--autoscale-target", type=float, default=defaults.target_ongoing,
+        help="requests (running and waiting) per replica that --autoscale aims at",
+    )  # fmt: skip
+    ray.add_argument(
+        "--upscale-delay-s", type=float, default=defaults.upscale_delay_s,
+        help="--autoscale: load above the target this long adds a replica",
+    )  # fmt: skip
+    ray.add_argument(
+        "--downscale-delay-s", type=float, default=defaults.downscale_delay_s,
+        help="--autoscale: load below the target this long removes a replica",
+    )  # fmt: skip
     p.set_defaults(func=cmd_serve)
+
+
+def _replica_defaults():
+    """ReplicaConfig's defaults, for the help (the class is in a module without Ray)."""
+    from centernet.distributed.serve import ReplicaConfig
+
+    return ReplicaConfig()
 
 
 def add_access_args(p: argparse.ArgumentParser) -> None:
@@ -208,9 +236,9 @@ def _serve_on_ray(args: argparse.Namespace, config) -> int:
     import signal
     import threading
 
+    from centernet.cli.distributed import ray_settings
     from centernet.distributed.ray import (
-        RayConfig,
-        ServeScale,
+        ReplicaConfig,
         deploy_on_ray_serve,
         require_ray,
         stop_ray_serve,
@@ -232,10 +260,19 @@ def _serve_on_ray(args: argparse.Namespace, config) -> int:
         probe = bind(args.host, 0)
         port = probe.getsockname()[1]
         probe.close()
-    threads = args.threads or 1
-    scale = ServeScale(args.replicas, autoscale, cpus_per_replica=threads)
+    if min(args.upscale_delay_s, args.downscale_delay_s) < 0 or args.autoscale_target <= 0:
+        raise CenterNetError("--upscale-delay-s and --downscale-delay-s must be >= 0, "
+                             "--autoscale-target > 0")  # fmt: skip
+    scale = ReplicaConfig(
+        args.replicas,
+        autoscale,
+        cpus_per_replica=args.threads or 1,
+        target_ongoing=args.autoscale_target,
+        upscale_delay_s=args.upscale_delay_s,
+        downscale_delay_s=args.downscale_delay_s,
+    )
     print(f"centernet: starting Ray Serve for {args.model}", file=sys.stderr)
-    url = deploy_on_ray_serve(config, args.host, port, scale, RayConfig(args.ray_address))
+    url = deploy_on_ray_serve(config, args.host, port, scale, ray_settings(args))
     replicas = f"{autoscale[0]}-{autoscale[1]}" if autoscale else str(args.replicas)
     print(f"centernet: serving {config.model_name!r} on Ray Serve ({replicas} replicas) on {url}",
           flush=True)  # fmt: skip

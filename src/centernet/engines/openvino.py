@@ -79,6 +79,11 @@ class OpenVinoEngine:
         }
         if options.threads:
             self.config["INFERENCE_NUM_THREADS"] = str(options.threads)
+            if options.threads < _usable_cpus():
+                # OpenVINO pins its threads to the first cores it may use: two 1-thread
+                # processes (two Ray actors on a node) would share core 0 and each run at
+                # half speed. Fewer threads than cores: let the OS place them.
+                self.config["ENABLE_CPU_PINNING"] = False
         try:  # from the file, so that a warm cache imports the compiled blob directly
             self.compiled = self.core.compile_model(str(self.path), "CPU", self.config)
         except Exception as exc:
@@ -96,6 +101,13 @@ class OpenVinoEngine:
     def __call__(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         results = self.compiled({self.input_name: batch})  # outputs are copies: safe to keep
         return {name: results[port] for name, port in zip(self.output_names, self._outputs)}
+
+
+def _usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity where the OS tells it)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 def _read_failure(text: str) -> str:

@@ -16,6 +16,7 @@ pre-processed by ``Detector.stages.prepare``, batched across clients by ``batche
 - ``page.py``     the page at GET / (``static/``: HTML, JS, CSS)
 - ``server.py``   uvicorn on a bound socket; SIGTERM drains in-flight requests
 - ``loadtest.py`` a bounded HTTP load generator (standard library only)
+- ``openloop.py`` an open-loop load: requests at a set rate, phase after phase
 - ``client.py``   a small Python client for /v1/detect (standard library only)
 
 Importing this package imports nothing heavy; the web framework is the ``serve`` extra.
@@ -37,5 +38,7 @@ __getattr__, __dir__, __all__ = lazy_exports(
         "LoadConfig": "loadtest",
         "load_uploads": "loadtest",
         "run_load": "loadtest",
+        "Phase": "openloop",
+        "run_phases": "openloop",
     },
 )
