@@ -185,8 +185,9 @@ class LineBar(_Silent):
     def _watch(self) -> None:
         while not self._closed.wait(self.interval_s / 4 if self.interval_s < 4 else 1.0):
             with self._lock:
-                if time.monotonic() - self.last_time >= self.interval_s:
-                    self._emit()
+                finished = self.total is not None and self.n >= self.total
+                if not finished and time.monotonic() - self.last_time >= self.interval_s:
+                    self._emit()  # a finished stage has said so once: no repeats
 
     def _emit(self) -> None:
         """One line; the caller holds the lock (or no thread runs yet)."""

@@ -164,7 +164,7 @@ def search_float_layers(
     """
     config = probe.config
     truth = float_model if reference_model is None else reference_model
-    result = _score_all_int8(probe, check, truth, qdq_model)
+    result = _score_all_int8(probe, check, truth, qdq_model, progress)
     if result.outcome != NOT_MET or config.max_layers <= 0:
         return result
     if costs is not None:
@@ -195,27 +195,40 @@ def _score_all_int8(
     check: DetectionProbe | None,
     truth: onnx.ModelProto,
     qdq_model: onnx.ModelProto,
+    progress: Progress | None = None,
 ) -> SearchResult:
     """The float reference and the all-int8 build on the probe (and check) images, and
     whether int8 alone is already within the budget or its noise."""
     config = probe.config
     judge = check or probe
+    stage = "int8-mixed: float and all-int8 boxes on the probe and check images"
+    steps = 2 if check is None else 4
+    if progress:
+        progress(stage, 0, steps)
     result = SearchResult(probe.metric, 0.0, 0.0, 0.0, max_drop=config.max_drop)
     result.noise_sigmas = config.noise_sigmas
     result.reference = probe.use_as_reference(probe.detections(truth))
+    if progress:
+        progress(stage, 1, steps)
     int8_trial = probe.detections(qdq_model)
     result.int8 = result.final = probe.score(int8_trial)
     result.int8_error = result.final_error = probe.error(int8_trial)
     judged = int8_trial
     if check is not None:
         result.check_images = len(check.tensors)
+        if progress:
+            progress(stage, 2, steps)
         result.check_reference = check.use_as_reference(check.detections(truth))
+        if progress:
+            progress(stage, 3, steps)
         judged = check.detections(qdq_model)
         result.check_int8 = result.check_final = check.score(judged)
         result.check_int8_error = result.check_final_error = check.error(judged)
     assert judge.reference_trial is not None
     result.noise_sd = judge.drop_noise(judge.reference_trial, judged)
     result.outcome = _outcome(result, INT8_HOLDS) or NOT_MET
+    if progress:
+        progress(stage, steps, steps)
     return result
 
 

@@ -42,6 +42,15 @@ def test_lines_keep_coming_while_nothing_is_reported(capsys):
     assert lines[-1].startswith("waiting: 3/? it, ") and lines[-1].endswith("loss=0.5")
 
 
+def test_a_finished_stage_left_open_says_so_once(capsys):
+    shown = LineBar(1, "choosing", "it", interval_s=0.05, step=0.1)
+    shown.update(1)
+    time.sleep(0.4)  # the next stage has not reported yet: no repeated "1/1 (100%)" lines
+    shown.close()
+    lines = capsys.readouterr().err.splitlines()
+    assert [line.split(",")[0] for line in lines] == ["choosing: 0/1 it (0%)", "choosing: 1/1 it (100%)"]
+
+
 def test_configure_reads_the_interval_and_quiet_shows_nothing(capsys, monkeypatch):
     assert configure(environ={INTERVAL_ENV: "2.5"}).interval_s == 2.5
     assert configure(environ={INTERVAL_ENV: "soon"}).interval_s == 10.0
