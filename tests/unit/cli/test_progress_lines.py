@@ -48,7 +48,8 @@ def test_a_finished_stage_left_open_says_so_once(capsys):
     time.sleep(0.4)  # the next stage has not reported yet: no repeated "1/1 (100%)" lines
     shown.close()
     lines = capsys.readouterr().err.splitlines()
-    assert [line.split(",")[0] for line in lines] == ["choosing: 0/1 it (0%)", "choosing: 1/1 it (100%)"]
+    starts = [line.split(",")[0] for line in lines]
+    assert starts == ["choosing: 0/1 it (0%)", "choosing: 1/1 it (100%)"]
 
 
 def test_configure_reads_the_interval_and_quiet_shows_nothing(capsys, monkeypatch):
