@@ -26,10 +26,8 @@ from centernet.quantize.cost import convolution_macs
 from centernet.quantize.nncf_graph import CONVOLUTIONS, dequantize_convolutions, int8_convolutions
 from centernet.quantize.search import SearchResult, search_float_layers
 from centernet.quantize.search_scoring import search_probes
+from centernet.quantize.sqnr import SQNR_IMAGES
 from centernet.types import ModelSpec
-
-#: Probe images the SQNR preselection reads (every candidate's tensors are kept for them).
-SQNR_IMAGES = 4
 
 
 def search_ir(

@@ -18,6 +18,12 @@ from centernet.quantize.float_layers import KeptLayer, conv_nodes
 from centernet.quantize.ort_quantize import quantize_qdq
 from centernet.types import ModelSpec
 
+#: Images the candidate preselection runs. ONNX Runtime's debug tools hold every activation
+#: of both graphs for every image: about 0.75 GB per image for a full-size DLA-34 at 512, so
+#: the build's 32 probe images ran a 24 GB machine out of memory. SQNR ranks layers well on
+#: a few images; the task search then judges the candidates on all the probe images.
+SQNR_IMAGES = 4
+
 
 def activation_sqnr(
     float_path: Path, qdq_path: Path, reader: ImageCalibrationReader
@@ -68,8 +74,10 @@ def worst_by_sqnr(
     progress: Progress | None,
 ) -> list[str]:
     """The ``keep`` candidates whose output loses the most SQNR in the int8 build against
-    their input (``activation_sqnr``: one pass of each graph), in graph order."""
+    their input (``activation_sqnr``: one pass of each graph on the first ``SQNR_IMAGES``
+    of ``paths``), in graph order."""
     stage = "int8-mixed: per-layer SQNR (choosing the candidates)"
+    paths = paths[: max(batch, SQNR_IMAGES - SQNR_IMAGES % batch)]
     reader = ImageCalibrationReader(paths, spec, batch, INPUT_NAME, progress, stage)
     sqnr = activation_sqnr(prepared_path, qdq_path, reader)
     allowed = set(candidates)
