@@ -7,12 +7,14 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import sys
 from collections.abc import Iterable, Iterator
 from typing import Any
 
 import onnx
 
 from centernet.errors import CenterNetError
+from centernet.progress import Progress
 
 CONVOLUTIONS = (
     "Convolution",
@@ -34,6 +36,21 @@ def quiet_nncf() -> Iterator[None]:
             yield
     finally:
         logger.disabled = disabled
+
+
+def heard_outside_quiet(progress: Progress | None) -> Progress | None:
+    """``progress`` called with the standard output of now, also from inside
+    ``quiet_nncf`` (which swallows NNCF's): the demo prints its stage lines there."""
+    if progress is None:
+        return None
+    stdout = sys.stdout
+    report = progress
+
+    def heard(stage: str, done: int, total: int) -> None:
+        with contextlib.redirect_stdout(stdout):
+            report(stage, done, total)
+
+    return heard
 
 
 def openvino_names(onnx_model: onnx.ModelProto, model: Any, nodes: Iterable[str]) -> dict[str, str]:

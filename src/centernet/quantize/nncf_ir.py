@@ -46,6 +46,7 @@ from centernet.quantize.nncf_graph import (
     CONVOLUTIONS,
     decode_ops,
     dequantize_convolutions,
+    heard_outside_quiet,
     int8_convolutions,
     openvino_names,
     quiet_nncf,
@@ -149,7 +150,8 @@ def _quantized(
     result.openvino_names = openvino_names(onnx_model, model, [k.node for k in result.kept])
     ignored = [*result.openvino_names.values(), *decode_ops(model)]
     stage = f"{config.precision} (NNCF): calibration"
-    reader = ImageCalibrationReader(paths, spec, batch, INPUT_NAME, progress, stage)
+    heard = heard_outside_quiet(progress)
+    reader = ImageCalibrationReader(paths, spec, batch, INPUT_NAME, heard, stage)
     batches = CalibrationBatches(reader)
     assert config.calibration is not None
     arguments = nncf_arguments(config.nncf, config.calibration)
