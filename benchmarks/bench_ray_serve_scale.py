@@ -266,6 +266,7 @@ def main() -> None:
     parser.add_argument("--plot", default=None, help="also draw replicas and latency here")
     parser.add_argument("--ray-address", default=None, help="a real cluster (default: simulate)")
     args = parser.parse_args()
+    args.model = str(Path(args.model).resolve())  # the replicas run elsewhere
     args.port = free_port()
     images = sorted(p for p in Path(args.images).iterdir() if p.suffix.lower() == ".jpg")
     uploads = load_uploads(images[-32:])

@@ -113,8 +113,13 @@ def _conv_tensors(model: Any, names: list[str], batch: np.ndarray) -> dict[str, 
 
 
 def _key(port: Any) -> tuple[str, int]:
-    """An output port by its node and index (the same tensor read by two candidates)."""
-    return port.get_node().get_friendly_name(), port.get_index()
+    """An output port by its node and index (the same tensor read by two candidates); a
+    model output (a Result) by the port it reads, so that added outputs are found."""
+    node = port.get_node()
+    if node.get_type_name() == "Result":
+        port = node.input(0).get_source_output()
+        node = port.get_node()
+    return node.get_friendly_name(), port.get_index()
 
 
 def _sqnr(got: np.ndarray, want: np.ndarray) -> float:

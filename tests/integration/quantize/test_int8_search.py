@@ -332,6 +332,44 @@ def test_the_search_on_an_openvino_ir_runs_on_the_ir_itself(
     assert recorded["method"] == "task" and recorded["engine"] == "openvino"
 
 
+def test_the_ir_sqnr_preselection_ranks_every_candidate(tiny_onnx_dynamic, calib_dir, tmp_path):
+    """The IR search's preselection reads each candidate's input and output in the float
+    and the int8 model (outputs added to copies) and keeps the ``keep`` worst, against an
+    SQNR computed here from the same tensors. (It once found no tensor at all, because
+    added outputs are Results: every full-size search then tried no layer.)"""
+    pytest.importorskip("nncf")
+    import openvino as ov
+
+    from centernet.quantize.ir_search import _conv_tensors, worst_by_sqnr
+    from centernet.quantize.nncf_graph import int8_convolutions
+
+    built = build(
+        tiny_onnx_dynamic, tmp_path / "int8.xml",
+        BuildConfig("int8", CalibrationConfig(str(calib_dir), 3)),
+    )  # fmt: skip
+    quantized = ov.Core().read_model(str(built.path))
+    float_model = ov.convert_model(str(tiny_onnx_dynamic))
+    candidates = sorted(n.removesuffix("/WithoutBiases") for n in int8_convolutions(quantized))
+    assert len(candidates) > 3
+    batch = np.random.default_rng(0).standard_normal((1, 3, *TINY_SIZE)).astype(np.float32)
+    tensors = _conv_tensors(quantized, candidates, batch)
+    assert set(tensors) == set(candidates)
+    reference = _conv_tensors(float_model, candidates, batch)
+
+    def sqnr(got, want):
+        return 10 * np.log10(np.mean(want.astype(np.float64) ** 2)
+                             / np.mean((got.astype(np.float64) - want) ** 2))  # fmt: skip
+
+    drops = {}
+    for name in candidates:
+        (f_in, f_out), (q_in, q_out) = reference[name], tensors[name]
+        in_db = 60.0 if f_in is None else min(sqnr(q_in, f_in), 60.0)
+        drops[name] = in_db - sqnr(q_out, f_out)
+    worst = sorted(candidates, key=lambda n: -drops[n])[:3]
+    chosen = worst_by_sqnr(float_model, quantized, batch, candidates, 3)
+    assert sorted(chosen) == sorted(worst)
+
+
 def test_a_layer_beyond_the_speed_budget_is_never_tried(fragile_onnx, calib_dir, tmp_path):
     """The fragile layer does more than 0.01 % of the work: with that budget the search
     cannot keep it float, and says the budget was not met rather than slowing the build."""
