@@ -51,16 +51,42 @@ def activation_sqnr(
 def rank_sensitive_convs(
     model: onnx.ModelProto, sqnr: dict[str, float], skip: set[str]
 ) -> list[tuple[str, float]]:
-    """Convolutions by how much SQNR their output loses against their input, worst first."""
+    """Convolutions by how much SQNR their output loses against their input, worst first.
+
+    A convolution followed by its Relu has no quantized output of its own (the QDQ graph
+    quantizes after the Relu): its output is read after the activation, else every such
+    convolution (most of a DLA) would never be ranked."""
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
     ranked = []
     for node in conv_nodes(model):
-        if node.name in skip or node.output[0] not in sqnr:
+        output = _measured_output(node.output[0], sqnr, consumers)
+        if node.name in skip or output is None:
             continue
-        out_db = sqnr[node.output[0]]
+        out_db = sqnr[output]
         in_db = sqnr.get(node.input[0], float("inf"))  # the graph input is exact
         drop = (min(in_db, 60.0) - out_db) if np.isfinite(out_db) else 0.0
         ranked.append((node.name, float(drop)))
     return sorted(ranked, key=lambda item: -item[1])
+
+
+#: Element-wise activations the QDQ graph quantizes after, not before.
+_ACTIVATIONS = {"Relu", "Clip", "LeakyRelu"}
+
+
+def _measured_output(
+    tensor: str, sqnr: dict[str, float], consumers: dict[str, list[onnx.NodeProto]]
+) -> str | None:
+    """``tensor``, or the output of the activation that is its only reader, whichever has a
+    measured SQNR."""
+    while tensor not in sqnr:
+        readers = consumers.get(tensor, [])
+        if len(readers) != 1 or readers[0].op_type not in _ACTIVATIONS:
+            return None
+        tensor = readers[0].output[0]
+    return tensor
 
 
 def worst_by_sqnr(
