@@ -90,11 +90,27 @@ CASES = {
 }
 
 
+@pytest.fixture(scope="module")
+def reference_ranges(tiny_onnx_dynamic, tmp_path_factory):
+    """The ranges of a reference build, built once per (back end, settings): several
+    cases compare against the same default build."""
+    cache: dict[tuple[str, CalibrationConfig], object] = {}
+
+    def ranges_of(target: str, calibration: CalibrationConfig):
+        key = (target, calibration)
+        if key not in cache:
+            folder = tmp_path_factory.mktemp("reference")
+            cache[key] = built(tiny_onnx_dynamic, folder, target, calibration, "reference")[1]
+        return cache[key]
+
+    return ranges_of
+
+
 @pytest.mark.parametrize(
     ("target", "setting"), [(t, s) for t, cases in CASES.items() for s in cases]
 )
 def test_each_calibration_setting_is_honoured_or_refused(
-    tiny_onnx_dynamic, calib_dir, tmp_path, target, setting
+    tiny_onnx_dynamic, calib_dir, tmp_path, target, setting, reference_ranges
 ):
     changes, expected = CASES[target][setting]
     base = CalibrationConfig(str(calib_dir), 2)
@@ -110,7 +126,7 @@ def test_each_calibration_setting_is_honoured_or_refused(
         method = expected.split()[-1]
         histogram = target == "onnx" and method in ("entropy", "percentile")
         reference = replace(base, method=method, bins=256 if histogram else None)
-    _, default = built(tiny_onnx_dynamic, tmp_path, target, reference, "reference")
+    default = reference_ranges(target, reference)
     if expected == "the default":
         assert same(got, default)  # NNCF's own default is this method
     else:

@@ -35,7 +35,7 @@ def calib_dir(photo_paths, tmp_path_factory):
 def builds(tiny_onnx_dynamic, calib_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("kinds")
     calibration = CalibrationConfig(str(calib_dir), 3)
-    quick = SearchConfig(probe_images=2, check_images=1, max_layers=2)
+    quick = SearchConfig(probe_images=2, check_images=1, max_layers=2, max_candidates=2)
     made = {}
     for suffix in (".onnx", ".xml"):
         for precision in ("int8", "int8-mixed"):
