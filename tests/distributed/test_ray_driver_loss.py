@@ -21,7 +21,7 @@ def test_the_driver_node_lost_is_an_error_and_resume_goes_on(
     tiny_onnx_dynamic, photo_paths, tmp_path
 ):
     (tmp_path / "images").mkdir()
-    images = copy_inputs(photo_paths, tmp_path / "images", copies=100, bad=False)
+    images = copy_inputs(photo_paths, tmp_path / "images", copies=50, bad=False)
     out = tmp_path / "ray"
     command = [sys.executable, "-m", "centernet.cli", "detect", str(tiny_onnx_dynamic),
                str(images), "--out", str(out), "--threshold", "0.1", "--ray",
@@ -49,12 +49,13 @@ def test_the_driver_node_lost_is_an_error_and_resume_goes_on(
     assert "lost the Ray node this command runs on" in err
     assert "the same command with --resume goes on from there" in err
     done = len(list((out / "shards").glob("*.jsonl")))
-    assert 3 <= done < 100 and not list((out / "shards").glob("*.tmp"))
+    total = len(list(images.iterdir()))
+    assert 3 <= done < total // 4 and not list((out / "shards").glob("*.tmp"))
     # Ray on this machine this time (the cluster is gone): only the rest is detected
     resumed = subprocess.run([*command, "--resume"], capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
     assert f"{done * 4} done before (--resume)" in resumed.stdout
-    assert f"detected {400 - done * 4} of {400 - done * 4} images" in resumed.stdout
+    assert f"detected {total - done * 4} of {total - done * 4} images" in resumed.stdout
     local = tmp_path / "local"
     detect(tiny_onnx_dynamic, [str(images)], local)
     assert outputs(out) == outputs(local)

@@ -139,6 +139,10 @@ def build_summary(result) -> list[str]:
             f"({result.int8_share:.1%} of the convolution work), {len(result.kept)} kept "
             f"float; calibrated on {calib['count']} images ({calib['method']})"
         )
+        weights = {"enable": "7-bit weights (no VNNI/AMX here: 8-bit products saturate)",
+                   "first_layer": "7-bit weights in the first layer"}  # fmt: skip
+        if calib.get("overflow_fix") in weights:
+            summary += f"; {weights[calib['overflow_fix']]}"
     lines = [summary]
     tuned = result.finetune
     if tuned is not None:

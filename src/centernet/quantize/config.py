@@ -36,7 +36,9 @@ ENTROPY_QUANTIZED_BINS = 128
 MIXED_SEARCHES = ("auto", "task", "sqnr", "nncf")
 PRESETS = ("performance", "mixed")  # NNCF: symmetric / asymmetric activations
 BIAS_CORRECTIONS = ("fast", "full", "none")
-OVERFLOW_FIXES = ("first_layer", "enable", "disable")
+#: auto: "enable" where the building CPU has no int8 dot product (VNNI/AMX), else NNCF's
+#: "first_layer" (``nncf_common.resolved_overflow_fix``)
+OVERFLOW_FIXES = ("auto", "first_layer", "enable", "disable")
 MODEL_TYPES = ("cnn", "transformer")
 TARGET_DEVICES = ("CPU", "CPU_SPR", "ANY")
 
@@ -199,12 +201,15 @@ class NncfConfig:
         help="an OpenVINO IR (NNCF): bias correction (full: layer by layer, slower build)",
     )  # fmt: skip
     # CPUs without an int8 dot-product instruction (no VNNI or AMX: AVX2 only) multiply
-    # uint8 by int8 in 16-bit pairs that can saturate; 7-bit weights cannot (NNCF's fix)
+    # uint8 by int8 in 16-bit pairs that can saturate; 7-bit weights cannot (NNCF's fix).
+    # Measured on AVX2 (BENCHMARKS, issue 30): the bundled model's IR int8 lost 3.2 AP
+    # points with NNCF's first-layer default and 0.3 with 7-bit weights everywhere
     overflow_fix: str = setting(
-        "first_layer", flag="--overflow-fix", choices=OVERFLOW_FIXES,
+        "auto", flag="--overflow-fix", choices=OVERFLOW_FIXES,
         help="an OpenVINO IR (NNCF): weights in 7 bits where 8-bit products could saturate "
-        "on CPUs without VNNI/AMX: in the first layer only (NNCF's default), everywhere, or "
-        "nowhere",
+        "on CPUs without VNNI/AMX: in the first layer only (NNCF's default), everywhere, "
+        "nowhere, or auto: everywhere when the CPU that builds has no VNNI/AMX (the IR is "
+        "then right for such CPUs), else the first layer",
     )  # fmt: skip
     preset: str = setting(
         "performance", choices=PRESETS,

@@ -5,12 +5,13 @@ and nncf are imported inside functions."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
 
 from centernet.errors import CenterNetError, MissingDependencyError
+from centernet.measure.machine import cpu_model_and_flags
 from centernet.quantize.calibration import ImageCalibrationReader
 from centernet.quantize.config import DEFAULT_PERCENTILE, CalibrationConfig, NncfConfig
 
@@ -38,7 +39,7 @@ def nncf_arguments(settings: NncfConfig, calibration: CalibrationConfig) -> dict
     advanced = AdvancedQuantizationParameters(
         disable_bias_correction=settings.bias_correction == "none",
         overflow_fix={"first_layer": OverflowFix.FIRST_LAYER, "enable": OverflowFix.ENABLE,
-                      "disable": OverflowFix.DISABLE}[settings.overflow_fix],
+                      "disable": OverflowFix.DISABLE}[resolved_overflow_fix(settings)],
     )  # fmt: skip
     estimator = range_estimator(calibration)
     if estimator is not None:
@@ -50,6 +51,21 @@ def nncf_arguments(settings: NncfConfig, calibration: CalibrationConfig) -> dict
         "fast_bias_correction": settings.bias_correction != "full",
         "advanced_parameters": advanced,
     }
+
+
+#: CPU flags of an int8 dot-product instruction (32-bit sums: no 16-bit saturation).
+INT8_DOT_PRODUCT_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
+
+
+def resolved_overflow_fix(settings: NncfConfig, flags: Sequence[str] | None = None) -> str:
+    """``settings.overflow_fix`` with "auto" decided for the CPU whose ``flags`` are given
+    (default: this one): "enable" (7-bit weights everywhere) without VNNI/AMX, where the
+    16-bit pair sums of uint8 x int8 products saturate; else NNCF's "first_layer"."""
+    if settings.overflow_fix != "auto":
+        return settings.overflow_fix
+    if flags is None:
+        flags = cpu_model_and_flags()[1]
+    return "first_layer" if set(flags) & set(INT8_DOT_PRODUCT_FLAGS) else "enable"
 
 
 def range_estimator(calibration: CalibrationConfig) -> Any | None:

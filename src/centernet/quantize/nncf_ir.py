@@ -41,7 +41,12 @@ from centernet.quantize.config import (
 )
 from centernet.quantize.cost import convolution_macs, int8_share
 from centernet.quantize.float_layers import KeptLayer, float_by_design
-from centernet.quantize.nncf_common import CalibrationBatches, import_backends, nncf_arguments
+from centernet.quantize.nncf_common import (
+    CalibrationBatches,
+    import_backends,
+    nncf_arguments,
+    resolved_overflow_fix,
+)
 from centernet.quantize.nncf_graph import (
     CONVOLUTIONS,
     decode_ops,
@@ -97,8 +102,9 @@ def build_openvino(
         )
         spec.extra["calibration"] = {**calib.describe("openvino"), "count": len(paths)}
         spec.extra["calibration"].update(
-            preset=config.nncf.preset, bias_correction=config.nncf.bias_correction
-        )
+            preset=config.nncf.preset, bias_correction=config.nncf.bias_correction,
+            overflow_fix=resolved_overflow_fix(config.nncf),
+        )  # fmt: skip
         spec.extra["kept_float"] = [asdict(k) for k in result.kept]
     spec.precision = config.precision
     spec.extra["target"] = "openvino"

@@ -229,3 +229,39 @@ def test_bad_builds_and_bad_ir_files(tiny_onnx_dynamic, calib_dir, tmp_path):
     lonely.with_suffix(".bin").write_bytes(b"")
     with pytest.raises(ModelFileError, match="not an OpenVINO IR"):
         open_engine(lonely)
+
+
+def _int8_weight_extent(path) -> int:
+    """The largest |value| of the IR's int8 weight constants."""
+    model = ov.Core().read_model(str(path))
+    extents = [
+        int(np.abs(op.get_data().astype(np.int32)).max())
+        for op in model.get_ordered_ops()
+        if op.get_type_name() == "Constant" and op.get_element_type() == ov.Type.i8
+    ]
+    assert extents
+    return max(extents)
+
+
+def test_the_overflow_fix_keeps_weights_in_7_bits_and_auto_follows_this_cpu(
+    tiny_onnx_dynamic, calib_dir, tmp_path
+):
+    """7-bit weights (|w| <= 64) everywhere with "enable", 8-bit without; "auto" is
+    "enable" exactly when this CPU has no int8 dot product, and the file records it."""
+    from dataclasses import replace
+
+    from centernet.measure.machine import cpu_model_and_flags
+    from centernet.quantize.nncf_common import INT8_DOT_PRODUCT_FLAGS
+
+    extents, recorded = {}, {}
+    for fix in ("enable", "disable", "auto"):
+        config = ir_config("int8", calib_dir, count=2)
+        config = replace(config, nncf=NncfConfig(overflow_fix=fix))
+        result = build_openvino(tiny_onnx_dynamic, tmp_path / f"{fix}.xml", config)
+        extents[fix] = _int8_weight_extent(result.path)
+        recorded[fix] = read_file_spec(result.path).extra["calibration"]["overflow_fix"]
+    assert extents["enable"] <= 64 < extents["disable"]
+    assert recorded["enable"] == "enable" and recorded["disable"] == "disable"
+    vnni = set(cpu_model_and_flags()[1]) & set(INT8_DOT_PRODUCT_FLAGS)
+    assert recorded["auto"] == ("first_layer" if vnni else "enable")
+    assert (extents["auto"] <= 64) == (not vnni)
