@@ -1,5 +1,6 @@
-"""benchmarks/bench_gpu.py runs (its --device cpu --quick mode, the GPU run's code path),
-and its fall-back AP (for GPU machines without pycocotools) is pycocotools' AP."""
+"""benchmarks/gpu_check.py and bench_gpu.py run (their --device cpu --quick mode, the GPU
+run's code path), and bench_gpu's fall-back AP (for GPU machines without pycocotools) is
+pycocotools' AP."""
 
 from __future__ import annotations
 
@@ -15,6 +16,18 @@ import pytest
 pytest.importorskip("torch")
 
 SCRIPT = Path(__file__).resolve().parents[3] / "benchmarks" / "bench_gpu.py"
+CHECK = SCRIPT.with_name("gpu_check.py")
+
+
+def _check():
+    sys.path.insert(0, str(SCRIPT.parent))  # gpu_check imports bench_gpu beside it
+    try:
+        spec = importlib.util.spec_from_file_location("gpu_check", CHECK)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(SCRIPT.parent))
+    return module
 
 
 def _script():
@@ -24,15 +37,26 @@ def _script():
     return module
 
 
-def test_quick_cpu_run_writes_the_table(tmp_path):
-    """As a command, in its own process (it sets torch's thread count)."""
-    args = [sys.executable, str(SCRIPT), "--device", "cpu", "--quick", "--out", str(tmp_path)]
-    args += ["--batches", "2", "--iterations", "2", "--jpegs", "3", "--ap-images", "2"]
-    assert subprocess.run([*args, "--threads", "1"], capture_output=True).returncode == 0
+def test_quick_cpu_run_writes_the_table_parity_and_profile(tmp_path):
+    """benchmarks/gpu_check.py (the prepared GPU check, which runs bench_gpu.py first) as a
+    command, on the CPU: the table, the host/device parity of a real model's boxes, its AP
+    per run, and the profile, in one JSON."""
+    from centernet.datasets.synthetic import write_dataset
+    from centernet.demo import default_model_path
+
+    ann = write_dataset(tmp_path / "data", 4, seed=3)
+    args = [sys.executable, str(CHECK), "--device", "cpu", "--quick", "--out", str(tmp_path),
+            "--checkpoint", str(default_model_path()), "--ann", str(ann),
+            "--images", str(tmp_path / "data" / "images"), "--parity-images", "3",
+            "--ap-precisions", "fp32",
+            "--profile-batch", "2", "--input-size", "256",
+            "--table-args", "--iterations 2 --jpegs 3 --ap-images 2 --threads 1"]  # fmt: skip
+    run = subprocess.run(args, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-2000:]
     data = json.loads((tmp_path / "bench_gpu.json").read_text())
-    assert set(data["table"]) == {"fp32", "bf16"} and set(data["eager_fp32"]) == {"2"}
+    assert set(data["table"]) == {"fp32", "bf16"} and set(data["eager_fp32"]) == {"1", "2"}
     for rows in data["table"].values():
-        assert [r["batch"] for r in rows] == [2]
+        assert [r["batch"] for r in rows] == [1, 2]
         assert all(
             r["network"]["images_per_s"] > 0 and r["end_to_end_images_per_s"] > 0 for r in rows
         )
@@ -41,6 +65,35 @@ def test_quick_cpu_run_writes_the_table(tmp_path):
     assert abs(ap["device fp32"] - ap["host fp32"]) <= 0.002
     markdown = (tmp_path / "bench_gpu.md").read_text()
     assert "| fp32 | 2 |" in markdown and "| device bf16 |" in markdown
+    check = json.loads((tmp_path / "gpu_check.json").read_text())
+    parity = check["full_size"]["parity"]  # the same torch model on the CPU both ways
+    assert parity["same"] and parity["boxes_compared"] > 0 and parity["max_corner_px"] < 1e-3
+    full_ap = check["full_size"]["ap"]
+    assert set(full_ap) == {"host fp32", "device fp32"}
+    assert abs(full_ap["host fp32"] - full_ap["device fp32"]) <= 0.002
+    top = check["profile"]["top"]
+    assert top and all(r["ms"] >= 0 for r in top) and sum(r["share"] for r in top) <= 1.0 + 1e-9
+    assert any("conv" in r["op"] for r in top)  # the network is where a CPU spends it
+    assert "the same boxes" in (tmp_path / "gpu_check.md").read_text()
+
+
+def test_the_box_comparison_finds_a_moved_box():
+    """gpu_check's parity: an independent small case, one box moved by 3 px, one score off."""
+    from centernet.types import Detections
+
+    check = _check()
+
+    def dets(boxes, scores, classes):
+        return Detections(np.array(boxes, np.float32), np.array(scores, np.float32),
+                          np.array(classes, np.int64))  # fmt: skip
+
+    host = [dets([[0, 0, 10, 10], [5, 5, 20, 20], [1, 1, 2, 2]], [0.9, 0.5, 0.1], [0, 1, 0])]
+    same = check.compare_boxes(host, host)
+    assert same["same"] and same["boxes_compared"] == 2  # the 0.1 box is below 0.3
+    moved = [dets([[0, 0, 13, 10], [5, 5, 20, 20]], [0.9, 0.5 + 0.01], [0, 1])]
+    got = check.compare_boxes(host, moved)
+    assert got["boxes_off"] == 2 and got["max_corner_px"] == 3.0 and not got["same"]
+    assert got["max_score_diff"] == pytest.approx(0.01, abs=1e-6)
 
 
 def test_builtin_box_ap_is_pycocotools_ap(tmp_path):
