@@ -5,7 +5,7 @@ repository): the full-size checkpoint with its weights stored in fp16 (36 MB ins
 first N held-out images of shapes6 (images 300-799) with their boxes.
 
     python benchmarks/gpu_pack.py --checkpoint ../shared/models/dlav0_34_shapes6.pth \\
-        --data ../shared/data/shapes6 --images 120
+        --data ../shared/data/shapes6 --images 100
 
 Then `run` with carry ["gpu_carry"]: ``benchmarks/gpu_check.sh`` finds it there.
 """
@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--checkpoint", type=Path, required=True)
     p.add_argument("--data", type=Path, required=True, help="images/ + instances.json")
     p.add_argument("--first", type=int, default=300, help="first held-out image")
-    p.add_argument("--images", type=int, default=120, help="held-out images to carry")
+    p.add_argument("--images", type=int, default=100, help="held-out images to carry")
     p.add_argument("--out", type=Path, default=CARRY)
     args = p.parse_args(argv)
     if args.out.exists():
