@@ -57,6 +57,12 @@ def add_serve(add_command: AddCommand) -> None:
     p.add_argument("--access-log", action="store_true", help="log every request")
     add_access_args(p)
     add_runtime_args(p)
+    p.add_argument(
+        "--pipeline", default="auto", choices=("auto", "host", "device"),
+        help="where images are decoded and pre-processed: device (nvJPEG, warp and top-K "
+        "on the GPU, a batch at a time; a .pth checkpoint on the torch engine) or host; "
+        "auto: device for a .pth with --device cuda",
+    )  # fmt: skip
     ray = p.add_argument_group("Ray Serve (pip install 'centernet-deploy[ray]')")
     ray.add_argument("--ray", action="store_true", help="run as a Ray Serve deployment")
     ray.add_argument(
@@ -203,6 +209,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         transport=transport,
         readers=args.readers,
         threshold=args.threshold,
+        pipeline=args.pipeline,
     )
     for line in describe_access(access, args.host, transport.tls):
         print(line, file=sys.stderr)

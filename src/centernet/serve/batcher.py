@@ -19,6 +19,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -167,6 +168,13 @@ class DynamicBatcher:
         try:
             stages = self.detector.stages
             batch = stages.assemble([job.prepared for job in jobs])
+            # the device pipeline decodes JPEGs here: one it cannot decode fails alone
+            for job in jobs:
+                if not job.prepared.result.ok:
+                    _answer(job, UndecodableImageError(job.prepared.result))
+            jobs = [job for job in jobs if job.prepared.result.ok]
+            if not jobs:
+                return
             started = time.perf_counter()
             outputs = stages.run(batch)
             self.metrics.inference_seconds.observe(time.perf_counter() - started)
@@ -177,7 +185,7 @@ class DynamicBatcher:
             return
         self._post.submit(self._to_detections, outputs, jobs)
 
-    def _to_detections(self, outputs: dict[str, np.ndarray], jobs: list[Job]) -> None:
+    def _to_detections(self, outputs: Any, jobs: list[Job]) -> None:
         """Each job's Detections, rows grouped by their request's threshold and max_dets."""
         try:
             groups: dict[PostprocessConfig, list[int]] = defaultdict(list)
@@ -186,17 +194,28 @@ class DynamicBatcher:
             for config, rows in groups.items():
                 if rows == list(range(len(rows))):
                     part = outputs  # the leading rows: no copy
-                else:
+                elif isinstance(outputs, dict):  # the host pipeline's maps
                     part = {name: value[rows] for name, value in outputs.items()}
+                else:  # the device pipeline's K boxes per row
+                    part = outputs.take(rows)
                 boxes = [jobs[row].prepared.box for row in rows]
                 found = self.detector.stages.to_detections(part, boxes, config)
-                for row, detections in zip(rows, found):
-                    image = jobs[row].prepared.result.image
-                    assert image is not None
-                    _answer(jobs[row], ImageResult(detections, image.shape[1], image.shape[0]))
+                for row, detections, box in zip(rows, found, boxes):
+                    width, height = box.original_size  # (the device keeps no host image)
+                    _answer(jobs[row], ImageResult(detections, width, height))
         except Exception as exc:
             for job in jobs:
                 _answer(job, CenterNetError(f"decoding the outputs failed: {exc}"))
+
+
+class UndecodableImageError(CenterNetError):
+    """An image of a request that could not be decoded when its batch was formed (the
+    device pipeline decodes there); the service answers it as a bad image."""
+
+    def __init__(self, result) -> None:
+        super().__init__(result.error or "the image could not be decoded")
+        self.index = result.index
+        self.exception = result.exception
 
 
 def _answer(job: Job, outcome: ImageResult | BaseException) -> None:

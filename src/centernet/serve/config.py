@@ -84,10 +84,21 @@ class ServeConfig:
     readers: int = 2  # threads that decode and pre-process requests' images
     threshold: float = 0.3  # default of the `threshold` request parameter
     max_dets: int = 100  # default of the `max_dets` request parameter
+    # where images are decoded, warped and decoded back to boxes: "auto" is the device
+    # pipeline for a checkpoint on CUDA (the GPU decodes and pre-processes each batch the
+    # batcher forms), else the host's
+    pipeline: str = "auto"
 
     @property
     def model_name(self) -> str:
         return self.name or Path(self.model).stem
+
+    def resolved_pipeline(self) -> str:
+        """``pipeline`` with "auto" decided: device for a .pth on CUDA, else host."""
+        if self.pipeline != "auto":
+            return self.pipeline
+        on_gpu = self.options.device == "cuda" and self.engine in ("auto", "torch")
+        return "device" if on_gpu and Path(self.model).suffix == ".pth" else "host"
 
     def detector_config(self) -> DetectorConfig:
         """The Detector whose stages the server runs (threshold and max_dets are only
@@ -99,4 +110,5 @@ class ServeConfig:
             threshold=self.threshold,
             readers=self.readers,
             max_pixels=self.limits.max_pixels,
+            pipeline=self.resolved_pipeline(),
         )

@@ -15,7 +15,13 @@ from concurrent.futures import ThreadPoolExecutor
 from centernet.errors import CenterNetError, ImageTooLargeError
 from centernet.runtime.detector import Detector
 from centernet.runtime.postprocess import PostprocessConfig
-from centernet.serve.batcher import DynamicBatcher, ImageResult, Job, QueueFullError
+from centernet.serve.batcher import (
+    DynamicBatcher,
+    ImageResult,
+    Job,
+    QueueFullError,
+    UndecodableImageError,
+)
 from centernet.serve.config import ServeConfig
 from centernet.serve.metrics import ServerMetrics
 from centernet.types import ModelSpec
@@ -147,6 +153,10 @@ class DetectionService:
             job = Job(item, config, loop.create_future(), loop)
             jobs.append(job)
             self.batcher.submit(job)
-        results = await asyncio.gather(*(job.future for job in jobs))
+        try:
+            results = await asyncio.gather(*(job.future for job in jobs))
+        except UndecodableImageError as exc:  # decoded with its batch (device pipeline)
+            too_large = isinstance(exc.exception, ImageTooLargeError)
+            raise BadImageError(exc.index, str(exc), too_large) from None
         self.metrics.images.inc(len(results))
         return list(results)

@@ -31,6 +31,10 @@ class TopBoxes:
     scores: np.ndarray
     class_ids: np.ndarray
 
+    def take(self, rows: list[int]) -> TopBoxes:
+        """Only ``rows``, in that order (a server groups rows by request settings)."""
+        return TopBoxes(self.xyxy[rows], self.scores[rows], self.class_ids[rows])
+
     def detections(self, row: int, threshold: float = 0.0, max_dets: int | None = None):
         """Row ``row`` as Detections: scores above 0 and at least ``threshold``."""
         scores = self.scores[row]
