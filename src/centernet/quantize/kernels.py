@@ -95,7 +95,11 @@ def float_fallbacks(path: str | Path, engine: str) -> list[str]:
 
 
 def float_where_the_engine_runs_float(
-    built: onnx.ModelProto, float_model: onnx.ModelProto, engine: str, workdir: Path
+    built: onnx.ModelProto,
+    float_model: onnx.ModelProto,
+    engine: str,
+    workdir: Path,
+    reason: str | None = None,
 ) -> tuple[onnx.ModelProto, list[KeptLayer]]:
     """``built`` with every quantized convolution that ``engine`` runs in float on this
     machine made float (``keep_float``), and those layers with the reason: a build never
@@ -108,5 +112,5 @@ def float_where_the_engine_runs_float(
     if not fallbacks:
         return built, []
     name = "OpenVINO" if engine == "openvino" else "ONNX Runtime"
-    reason = f"{name} runs it in float on this CPU: int8 would only add Q/DQ work"
+    reason = reason or f"{name} runs it in float on this CPU: int8 would only add Q/DQ work"
     return keep_float(built, float_model, fallbacks), [KeptLayer(n, reason) for n in fallbacks]

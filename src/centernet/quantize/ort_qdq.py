@@ -95,4 +95,12 @@ def build_int8_for_onnxruntime(
             built, prepared, reference, paths, spec, batch, config, result, progress,
             prepared_path, qdq_path, default_onnx_engine(spec.arch),
         )  # fmt: skip
+        # a layer made float reads its input before quantization: an int8 convolution
+        # that fed it alone loses the quantizer after it, and ONNX Runtime then runs it
+        # in float; such a one is made float and named too, not left as Q/DQ work
+        reason = "ONNX Runtime runs it in float: its output feeds a layer kept float"
+        built, fallbacks = float_where_the_engine_runs_float(
+            built, prepared, "onnxruntime", workdir, reason
+        )
+        result.kept += fallbacks
     return built

@@ -187,6 +187,12 @@ def test_the_search_finds_a_layer_made_sensitive_on_purpose(
     assert recorded["all_int8"] < recorded["chosen"] and recorded["max_drop"] == 0.05
     kept = {k.node: k.reason for k in result.kept}
     assert "alone in float it raises the score" in kept[SENSITIVE]
+    # level1 float reads level0's output before its quantizer, which ONNX Runtime then
+    # cannot fuse into an int8 kernel: level0 is made float too, and named
+    from centernet.quantize.kernels import float_fallbacks
+
+    assert float_fallbacks(result.path, "onnxruntime") == []
+    assert "feeds a layer kept float" in kept["/network/base/level0/level0.0/Conv"]
 
 
 def test_the_openvino_target_follows_the_same_recipe(
