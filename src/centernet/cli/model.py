@@ -160,11 +160,11 @@ def build_summary(result) -> list[str]:
             )
     lines += [f"  float: {kept.node}: {kept.reason}" for kept in result.kept]
     if result.search is not None:
-        lines += describe_search(result.search)
+        lines += describe_search(result.search, ir=result.ir)
     return lines
 
 
-def describe_search(found) -> list[str]:
+def describe_search(found, ir: bool = False) -> list[str]:
     """The int8-mixed search's outcome in words: what it measured, whether the budget was
     met (and where it was judged), and when not, what it reached and kept."""
     where = (
@@ -189,6 +189,7 @@ def describe_search(found) -> list[str]:
         lines.append(
             f"  budget NOT met: this build reaches {final:.4f} against float {reference:.4f} "
             f"(drop {found.drop:.4f} > {found.max_drop:g}) keeping {kept} float; raise "
-            "--mixed-max-layers or --max-drop, or fine-tune (--qat-steps)"
+            "--mixed-max-layers or --max-drop, or fine-tune ("
+            + ("--qat-steps, which builds an .onnx)" if ir else "--qat-steps)")
         )
     return lines
