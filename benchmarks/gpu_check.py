@@ -154,7 +154,7 @@ def full_size(args, log) -> dict:
     }
 
 
-def profile(args, checkpoint: Path, log) -> dict:
+def profile(args, log) -> dict:
     """torch.profiler over the device pipeline end to end (fp16 on CUDA), JPEG bytes to
     Detections, one batch after another in this thread (the profiler sees only the
     threads it runs in; ``Detector.stream`` would run the stages in its own): the operators
@@ -168,7 +168,7 @@ def profile(args, checkpoint: Path, log) -> dict:
     size = {"input_size": (args.input_size,) * 2} if args.input_size else {}
     options = EngineConfig(device=args.device, precision=precision, **size)
     detector = Detector(
-        checkpoint, engine="torch", batch_size=batch, options=options, pipeline="device"
+        args.checkpoint, engine="torch", batch_size=batch, options=options, pipeline="device"
     )
     encoded = bench_gpu.jpeg_bytes(batch)
     rounds = 3
@@ -285,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.checkpoint and args.images:
         data["full_size"] = full_size(args, log)
     if args.checkpoint:
-        data["profile"] = profile(args, args.checkpoint, log)
+        data["profile"] = profile(args, log)
     data["seconds"] = time.perf_counter() - started
     (out / "gpu_check.json").write_text(json.dumps(data, indent=2))
     (out / "gpu_check.md").write_text(markdown(data))
