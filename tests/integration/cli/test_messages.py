@@ -107,7 +107,7 @@ def test_max_pixels_skips_large_images_before_decoding(tiny_onnx_dynamic, photo_
     ("command", "shown"),
     [
         ("detect", ["(default: 0.3)", "(default: 100)", "(default: 100000000)"]),
-        ("build", ["(default: 100)", "minmax for onnx", "(default: 0.002)"]),
+        ("build", ["(default: 100)", "for every build", "(default: 0.002)"]),
         ("bench", ["(default: 1,4,8)", "(default: 20)"]),
     ],
 )

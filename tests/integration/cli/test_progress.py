@@ -14,7 +14,7 @@ import pytest
 
 from centernet.cli.progress import INTERVAL_ENV
 
-PROGRESS_LINE = re.compile(r"^int8: calibration \(minmax\): (\d+)/(\d+) it \(\d+%\), .* it/s, ")
+PROGRESS_LINE = re.compile(r"^int8: calibration \(minmax-ma\): (\d+)/(\d+) it \(\d+%\), .* it/s, ")
 
 
 @pytest.fixture(scope="module")

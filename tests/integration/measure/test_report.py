@@ -126,7 +126,8 @@ def test_demo_end_to_end_at_reduced_size(tmp_path, capsys):
     assert "Accuracy per precision" in printed and "Images/s per precision and batch" in printed
     # each long stage announces itself (int8's calibration, the torch baseline's timing);
     # the run says which search int8-mixed ran and the seconds of each stage
-    calibration = "int8 (NNCF): calibration" if suffix == ".xml" else "int8: calibration (minmax)"
+    qdq_calibration = "int8: calibration (minmax-ma)"
+    calibration = "int8 (NNCF): calibration" if suffix == ".xml" else qdq_calibration
     for stage in (
         calibration,
         "default_model.pth (baseline): network, batch 1",

@@ -105,7 +105,7 @@ def test_int8_graph_is_qdq_with_float_logits_and_mixed_records_its_search(builds
     assert search["all_int8"] <= search["chosen"] <= search["float"] and search["float"] > 0.99
     assert len(chosen) <= SearchConfig().max_layers
     calib = mixed.spec.extra["calibration"]
-    assert calib == {"images": calib["images"], "count": 2, "method": "minmax"}
+    assert calib == {"images": calib["images"], "count": 2, "method": "minmax-ma"}
 
 
 def test_int8_mixed_by_sqnr_keeps_every_head_float(tiny_onnx_dynamic, calib_dir, tmp_path):

@@ -108,8 +108,8 @@ def test_refusals_read_as_flags_on_the_command_line():
     assert "--mixed-max-layers" in as_command_line(message)
 
 
-def test_the_calibration_method_defaults_to_each_back_ends_own():
-    assert CALIB.method_for("onnxruntime") == "minmax"
+def test_the_calibration_method_defaults_to_the_mean_of_each_images_extremes_everywhere():
+    assert CALIB.method_for("onnxruntime") == "minmax-ma"
     assert CALIB.method_for("openvino") == "minmax-ma"
     assert replace(CALIB, method="percentile").describe("openvino") == {
         "images": "calib", "method": "percentile", "percentile": 99.999
