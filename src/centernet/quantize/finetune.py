@@ -8,9 +8,9 @@ images: no labels. Steps:
    folded every BatchNorm into its convolution, so the network's BatchNorms become
    identities) and checked against the export on a calibration image;
 2. NNCF quantizes a copy (``nncf.quantize`` on the torch model: per-channel symmetric
-   int8 weights, asymmetric uint8 activations, min-max ranges, as ONNX Runtime's QDQ
-   build), keeping float the convolutions the int8 build keeps float (stem, up-sampling,
-   head outputs);
+   int8 weights, asymmetric uint8 activations, ranges by the build's calibration method,
+   as ONNX Runtime's QDQ build), keeping float the convolutions the int8 build keeps
+   float (stem, up-sampling, head outputs);
 3. the quantized copy is trained, fake-quantized, to minimise the distance of its hm, wh
    and reg to the float network's on random crops of the calibration images (the network
    is fully convolutional and its BatchNorms are folded, so a crop trains the same weights
@@ -66,10 +66,12 @@ def finetune(
     out_path: Path,
     config: FinetuneConfig,
     progress: Progress | None = None,
+    calibration_method: str = "minmax-ma",
 ) -> FinetuneResult:
     """Write ``out_path``: the fp32 export ``float_model`` with weights fine-tuned so that
     its int8 build reproduces the float outputs. ``keep_float`` names (as ONNX nodes) the
-    convolutions the int8 build keeps float."""
+    convolutions the int8 build keeps float; the training copy's activation ranges follow
+    the build's ``calibration_method`` (the extremes for entropy, which NNCF lacks)."""
     torch, nncf = _import_backends()
     from centernet.export.onnx_graph import ExportConfig, export_onnx
 
@@ -77,7 +79,9 @@ def finetune(
     images = _load_images(paths, spec)
     teacher = network_from_onnx(float_model, spec)
     _check_against_export(teacher, float_model, images[0])
-    student = _quantized_copy(teacher, images[: config.init_images], keep_float, nncf, torch)
+    student = _quantized_copy(
+        teacher, images[: config.init_images], keep_float, nncf, torch, calibration_method
+    )
     held = config.holdout if len(images) >= 3 * config.holdout else 0
     held_out, images = images[len(images) - held :] if held else [], images[: len(images) - held]
     before = _distance(student, teacher, held_out, torch)
@@ -238,16 +242,28 @@ def _check_against_export(network: Any, float_model: onnx.ModelProto, image: np.
 
 
 def _quantized_copy(
-    network: Any, images: list[np.ndarray], keep_float: Sequence[str], nncf: Any, torch: Any
+    network: Any,
+    images: list[np.ndarray],
+    keep_float: Sequence[str],
+    nncf: Any,
+    torch: Any,
+    method: str,
 ) -> Any:
-    """NNCF's fake-quantized copy of ``network``, as ONNX Runtime's QDQ build quantizes."""
+    """NNCF's fake-quantized copy of ``network``, as ONNX Runtime's QDQ build quantizes:
+    activation ranges by the build's calibration ``method``."""
     import copy
     import re
 
     from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters
     from nncf.quantization.range_estimator import RangeEstimatorParametersSet
 
+    from centernet.quantize.config import CalibrationConfig
+    from centernet.quantize.nncf_common import range_estimator
     from centernet.quantize.nncf_graph import quiet_nncf
+
+    ranges = RangeEstimatorParametersSet.MINMAX  # entropy: no NNCF counterpart
+    if method != "entropy":
+        ranges = range_estimator(CalibrationConfig("", method=method))
 
     ignored = [re.escape(module_path(name).replace(".", "/")) + "/.*" for name in keep_float]
     data = [torch.from_numpy(image[None]) for image in images]
@@ -261,7 +277,7 @@ def _quantized_copy(
             fast_bias_correction=True,
             ignored_scope=nncf.IgnoredScope(patterns=ignored, validate=False),
             advanced_parameters=AdvancedQuantizationParameters(
-                activations_range_estimator_params=RangeEstimatorParametersSet.MINMAX
+                activations_range_estimator_params=ranges
             ),
         )
 

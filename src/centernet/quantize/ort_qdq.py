@@ -60,8 +60,9 @@ def build_int8_for_onnxruntime(
         tuned_path = workdir / "finetuned.onnx"
         floats = [k.node for k in result.kept] + list(config.keep_float_layers)
         result.finetune = finetune(
-            onnx.load(str(float_path)), spec, paths, floats, tuned_path, config.finetune, progress
-        )
+            onnx.load(str(float_path)), spec, paths, floats, tuned_path, config.finetune,
+            progress, calib.method_for("onnxruntime"),
+        )  # fmt: skip
         prepared_path = workdir / "prepared_finetuned.onnx"
         prepared = prepare_for_quantization(tuned_path, prepared_path)
     exclude = [k.node for k in result.kept]

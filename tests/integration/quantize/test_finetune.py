@@ -57,7 +57,9 @@ def test_fine_tuning_lowers_the_int8_error_against_the_float_outputs(
 ):
     from centernet.quantize.config import FinetuneConfig
 
-    calibration = CalibrationConfig(str(calib_dir), 3)
+    # the extremes of 3 images: the mean of per-image extremes (the default) clips part of
+    # the very images both builds are judged on, which fine-tuning does not try to undo
+    calibration = CalibrationConfig(str(calib_dir), 3, method="minmax")
     plain = build(tiny_onnx_dynamic, tmp_path / "int8.onnx", BuildConfig("int8", calibration))
     tuned = build(
         tiny_onnx_dynamic,
@@ -76,7 +78,7 @@ def test_fine_tuning_lowers_the_int8_error_against_the_float_outputs(
     # 0.0090 on OpenVINO, 0.0109 -> 0.0092 on ONNX Runtime)
     before = output_error(open_engine(plain.path, "onnxruntime")(x), want, 0.3)
     after = output_error(open_engine(tuned.path, "onnxruntime")(x), want, 0.3)
-    assert after < 0.9 * before
+    assert after < 0.9 * before, (before, after)
     assert tuned.finetune is not None and tuned.finetune.loss_end < tuned.finetune.loss_start
     # the same QDQ graph: the same convolutions int8, the same ones float, for any runtime
     assert int8_conv_names(onnx.load(str(tuned.path))) == int8_conv_names(
@@ -99,7 +101,9 @@ def test_fine_tuning_that_does_not_help_on_held_out_images_is_not_used(
     is plain int8 again (the same outputs as a build without fine-tuning)."""
     from centernet.quantize.config import FinetuneConfig
 
-    calibration = CalibrationConfig(str(calib_dir), 3)
+    # the extremes of 3 images: the mean of per-image extremes (the default) clips part of
+    # the very images both builds are judged on, which fine-tuning does not try to undo
+    calibration = CalibrationConfig(str(calib_dir), 3, method="minmax")
     plain = build(tiny_onnx_dynamic, tmp_path / "int8.onnx", BuildConfig("int8", calibration))
     wrecked = build(
         tiny_onnx_dynamic,
