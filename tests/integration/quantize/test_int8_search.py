@@ -163,7 +163,10 @@ def test_the_search_finds_a_layer_made_sensitive_on_purpose(
         )["hm"],
         atol=1e-4,
     )
-    calibration = CalibrationConfig(str(calib_dir), 3)
+    # the extremes of the 3 images: the default mean of per-image extremes also clips the
+    # random tiny model's other activations, and its boxes then stay too noisy in int8 for
+    # the size of the step this test checks
+    calibration = CalibrationConfig(str(calib_dir), 3, method="minmax")
     result = build(
         fragile,
         tmp_path / "mixed.onnx",
