@@ -100,7 +100,11 @@ def test_int8_graph_is_qdq_with_float_logits_and_mixed_records_its_search(builds
     assert by_design <= kept and not (kept & mixed_convs)
     assert len(mixed_convs) == mixed.nodes_quantized > 0
     chosen = kept - by_design
-    assert all("alone in float" in k.reason for k in mixed.kept if k.node in chosen)
+    # each chosen by the search, or made float after it because its only reader was
+    # (ONNX Runtime cannot then run it as an int8 kernel)
+    reasons = [k.reason for k in mixed.kept if k.node in chosen]
+    assert all("alone in float" in r or "feeds a layer kept float" in r for r in reasons)
+    assert any("alone in float" in r for r in reasons) or not chosen
     search = mixed.spec.extra["float_layer_search"]
     assert search["all_int8"] <= search["chosen"] <= search["float"] and search["float"] > 0.99
     assert len(chosen) <= SearchConfig().max_layers
