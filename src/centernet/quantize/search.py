@@ -336,7 +336,9 @@ def describe_search(
 
 def search_reason(layer: LayerGain) -> str:
     """Why the search keeps ``layer`` float, in words (the build summary, the ModelSpec)."""
-    return (
-        f"search: alone in float it raises the score by {layer.gain * 100:+.2f} AP points "
-        f"and removes {layer.error_cut:.0%} of int8's output error"
-    )
+    points = layer.gain * 100
+    if points >= 0:
+        score = f"raises the score by {points:.2f} AP points and"
+    else:  # kept for the error it removes; the score moved within its noise
+        score = f"lowers the score by {-points:.2f} AP points but"
+    return f"search: alone in float it {score} removes {layer.error_cut:.0%} of int8's output error"
