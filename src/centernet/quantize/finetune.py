@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +39,7 @@ from onnx import numpy_helper
 
 from centernet.errors import CenterNetError, ImageReadError, MissingDependencyError
 from centernet.progress import Progress
-from centernet.quantize.config import FinetuneConfig
+from centernet.quantize.config import CalibrationConfig, FinetuneConfig
 from centernet.types import ModelSpec
 
 STAGE = "int8 fine-tuning (label-free QAT)"
@@ -66,12 +66,12 @@ def finetune(
     out_path: Path,
     config: FinetuneConfig,
     progress: Progress | None = None,
-    calibration_method: str = "minmax-ma",
+    calibration: CalibrationConfig | None = None,
 ) -> FinetuneResult:
     """Write ``out_path``: the fp32 export ``float_model`` with weights fine-tuned so that
     its int8 build reproduces the float outputs. ``keep_float`` names (as ONNX nodes) the
     convolutions the int8 build keeps float; the training copy's activation ranges follow
-    the build's ``calibration_method`` (the extremes for entropy, which NNCF lacks)."""
+    the build's ``calibration`` settings (the extremes for entropy, which NNCF lacks)."""
     torch, nncf = _import_backends()
     from centernet.export.onnx_graph import ExportConfig, export_onnx
 
@@ -80,7 +80,7 @@ def finetune(
     teacher = network_from_onnx(float_model, spec)
     _check_against_export(teacher, float_model, images[0])
     student = _quantized_copy(
-        teacher, images[: config.init_images], keep_float, nncf, torch, calibration_method
+        teacher, images[: config.init_images], keep_float, nncf, torch, calibration
     )
     held = config.holdout if len(images) >= 3 * config.holdout else 0
     held_out, images = images[len(images) - held :] if held else [], images[: len(images) - held]
@@ -247,23 +247,24 @@ def _quantized_copy(
     keep_float: Sequence[str],
     nncf: Any,
     torch: Any,
-    method: str,
+    calibration: CalibrationConfig | None,
 ) -> Any:
     """NNCF's fake-quantized copy of ``network``, as ONNX Runtime's QDQ build quantizes:
-    activation ranges by the build's calibration ``method``."""
+    activation ranges by the build's ``calibration`` method and its tuning."""
     import copy
     import re
 
     from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters
     from nncf.quantization.range_estimator import RangeEstimatorParametersSet
 
-    from centernet.quantize.config import CalibrationConfig
     from centernet.quantize.nncf_common import range_estimator
     from centernet.quantize.nncf_graph import quiet_nncf
 
+    calibration = calibration or CalibrationConfig("")
+    method = calibration.method_for("onnxruntime")
     ranges = RangeEstimatorParametersSet.MINMAX  # entropy: no NNCF counterpart
     if method != "entropy":
-        ranges = range_estimator(CalibrationConfig("", method=method))
+        ranges = range_estimator(replace(calibration, method=method))
 
     ignored = [re.escape(module_path(name).replace(".", "/")) + "/.*" for name in keep_float]
     data = [torch.from_numpy(image[None]) for image in images]

@@ -61,7 +61,7 @@ def build_int8_for_onnxruntime(
         floats = [k.node for k in result.kept] + list(config.keep_float_layers)
         result.finetune = finetune(
             onnx.load(str(float_path)), spec, paths, floats, tuned_path, config.finetune,
-            progress, calib.method_for("onnxruntime"),
+            progress, calib,
         )  # fmt: skip
         prepared_path = workdir / "prepared_finetuned.onnx"
         prepared = prepare_for_quantization(tuned_path, prepared_path)
