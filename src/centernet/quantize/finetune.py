@@ -27,8 +27,10 @@ torch and nncf are imported inside the functions: ``import centernet`` stays lig
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Sequence
+import types
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -72,6 +74,21 @@ def finetune(
     its int8 build reproduces the float outputs. ``keep_float`` names (as ONNX nodes) the
     convolutions the int8 build keeps float; the training copy's activation ranges follow
     the build's ``calibration`` settings (the extremes for entropy, which NNCF lacks)."""
+    _import_backends()  # the missing-dependency error before any work
+    with plain_torch_quantizers():
+        return _train(float_model, spec, paths, keep_float, out_path, config, progress, calibration)
+
+
+def _train(
+    float_model: onnx.ModelProto,
+    spec: ModelSpec,
+    paths: Sequence[Path],
+    keep_float: Sequence[str],
+    out_path: Path,
+    config: FinetuneConfig,
+    progress: Progress | None,
+    calibration: CalibrationConfig | None,
+) -> FinetuneResult:
     torch, nncf = _import_backends()
     from centernet.export.onnx_graph import ExportConfig, export_onnx
 
@@ -152,6 +169,36 @@ def distillation_loss(student: dict, teacher: dict) -> Any:
         power = (where * teacher[name].pow(2)).sum().clamp_min(1e-12)
         loss = loss + (where * (student[name] - teacher[name]).pow(2)).sum() / power
     return loss
+
+
+@contextlib.contextmanager
+def plain_torch_quantizers() -> Iterator[bool]:
+    """Run NNCF's fake quantizers as plain torch operations while fine-tuning.
+
+    NNCF's torch quantizers call a C++ extension that it compiles on first use: about a
+    minute on 2 cores, a C++ compiler required, and an error when the compile outlasts
+    its 60 s timeout (slow or busy machines); its fallback is ``torch.compile``, another
+    compiler. NNCF's own reference quantizer computes the same rounding and gradients with
+    torch operations, and the convolutions dominate a training step, so fine-tuning uses
+    that, uncompiled. Yields whether the swap was made (False: an NNCF whose internals
+    moved, which then compiles as before)."""
+    try:
+        from nncf.torch.quantization.extensions import QuantizedFunctionsCPU
+        from nncf.torch.quantization.reference import torch_executor
+    except ImportError:
+        yield False
+        return
+    if not hasattr(QuantizedFunctionsCPU, "_loaded_namespace"):
+        yield False
+        return
+    before = QuantizedFunctionsCPU._loaded_namespace
+    QuantizedFunctionsCPU._loaded_namespace = types.SimpleNamespace(
+        Quantize_forward=torch_executor.forward, Quantize_backward=torch_executor.backward
+    )
+    try:
+        yield True
+    finally:
+        QuantizedFunctionsCPU._loaded_namespace = before
 
 
 # ---------------------------------------------------------------- the torch network
@@ -356,4 +403,10 @@ def _import_backends() -> tuple[Any, Any]:
     return torch, nncf
 
 
-__all__ = ["FinetuneResult", "distillation_loss", "finetune", "module_path"]
+__all__ = [
+    "FinetuneResult",
+    "distillation_loss",
+    "finetune",
+    "module_path",
+    "plain_torch_quantizers",
+]

@@ -52,6 +52,29 @@ def test_the_network_rebuilt_from_the_export_computes_what_it_computes(
     np.testing.assert_allclose(got["reg"].numpy(), want["reg"], rtol=1e-4, atol=1e-4)
 
 
+def test_fake_quantizers_run_as_plain_torch_and_round_to_the_grid():
+    """Fine-tuning swaps NNCF's compiled quantizer extension (a minute of C++ compile on
+    first use) for NNCF's torch reference: the swap must happen with this NNCF, and the
+    quantizer must still snap to its int8 grid, clip, and pass gradients straight through
+    inside the range only."""
+    from nncf.torch.quantization.quantize_functions import QuantizeAsymmetric
+
+    from centernet.quantize.finetune import plain_torch_quantizers
+
+    low, width, levels = -0.5, 2.55, 256  # a whole zero point (50), as NNCF tunes ranges
+    x = torch.linspace(-1.0, 3.0, 401, requires_grad=True)
+    with plain_torch_quantizers() as swapped:
+        y = QuantizeAsymmetric.apply(x, torch.tensor(low), torch.tensor(width), 0, 255, levels)
+        y.sum().backward()
+    assert swapped, "NNCF's quantizer internals moved: fine-tuning would compile its extension"
+    step = width / (levels - 1)
+    xs, ys = x.detach().numpy(), y.detach().numpy()
+    inside = (xs >= low) & (xs <= low + width)
+    np.testing.assert_allclose(ys / step, np.round(ys / step), atol=1e-3)  # zero on the grid
+    assert np.all(np.abs(ys - np.clip(xs, low, low + width)) <= step / 2 + 1e-5)  # nearest
+    np.testing.assert_array_equal(x.grad.numpy(), inside.astype(np.float32))
+
+
 def test_fine_tuning_lowers_the_int8_error_against_the_float_outputs(
     tiny_onnx_dynamic, calib_dir, tmp_path
 ):
