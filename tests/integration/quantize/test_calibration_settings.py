@@ -74,7 +74,7 @@ CASES = {
             {"method": "percentile", "percentile": 99.0, "bins": 256}, "honoured vs percentile"
         ),
         "method=entropy": ({"method": "entropy", "bins": 256}, "honoured"),
-        "bins": ({"method": "entropy", "bins": 512}, "honoured vs entropy"),
+        "bins": ({"method": "entropy", "bins": 192}, "honoured vs entropy"),
         "count": ({"count": 1}, "honoured"),
         "bins without a histogram": ({"bins": 64}, "`calibration.bins` is not used"),
     },
