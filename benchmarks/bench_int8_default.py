@@ -157,14 +157,17 @@ def accuracy(work: Path, truth: dict, images: Path, rounds: int) -> list[dict]:
         for engine in ("openvino", "onnxruntime")
     }
     for engine, scored in reference.items():
-        rows.append({"build": "fp32.onnx", "engine": engine, "ap": scored.ap()})
+        rows.append({"build": "fp32.onnx", "engine": engine, "ap": scored.ap(),
+                     "ap_per_iou": scored.ap_per_threshold()})  # fmt: skip
     for name, engine in runs:
         scored = PerImageAP(truth, detect(work / name, engine, truth, images, work))
         difference = paired_difference(reference[engine], scored, rounds)
         rows.append({"build": name, "engine": engine, "ap": scored.ap(),
                      "drop_points": -difference.difference * 100,
                      "ci_points": [difference.low * 100, difference.high * 100],
-                     "sd_points": difference.sd * 100})  # fmt: skip
+                     "sd_points": difference.sd * 100,
+                     # where the loss is: at every threshold, or only at 0.9-0.95
+                     "ap_per_iou": scored.ap_per_threshold()})  # fmt: skip
         log(f"  {name} on {engine}: AP {scored.ap():.4f}, vs fp32 {difference.points()}")
     return rows
 
@@ -244,6 +247,18 @@ def print_tables(result: dict) -> None:
         print(f"| {row['build']} | {row['engine']} | {row['ap']:.4f} | "
               + (f"{-drop:+.2f} | [{ci[0]:+.2f}, {ci[1]:+.2f}] |" if drop is not None
                  else "(reference) | |"))  # fmt: skip
+    fp32 = {r["engine"]: r for r in result.get("accuracy", []) if r["build"] == "fp32.onnx"}
+    if fp32:  # AP per IoU threshold, in points against fp32 on the same engine
+        shown = {0: ".50", 5: ".75", 8: ".90", 9: ".95"}
+        print("\n| build | engine | " + " | ".join(f"IoU {t} vs fp32" for t in shown.values())
+              + " |\n|---|---|" + "---|" * len(shown))  # fmt: skip
+        for row in result["accuracy"]:
+            base = fp32.get(row["engine"])
+            if row["build"] == "fp32.onnx" or base is None or "ap_per_iou" not in row:
+                continue
+            cells = [100 * (row["ap_per_iou"][i] - base["ap_per_iou"][i]) for i in shown]
+            print(f"| {row['build']} | {row['engine']} | "
+                  + " | ".join(f"{c:+.2f}" for c in cells) + " |")  # fmt: skip
     times = result.get("speed")
     if times:
         print("\n| build | engine | batch | ms per image (median of rounds) | share of the "

@@ -46,6 +46,7 @@ class PerImageAP:
         self.images = len(params.imgIds)
         self.recall_points = np.asarray(params.recThrs)
         self.thresholds = len(params.iouThrs)
+        self.iou_thresholds = [float(t) for t in params.iouThrs]  # 0.50, 0.55, ... 0.95
         areas = len(params.areaRng)
         self._by_category = [
             [
@@ -60,8 +61,22 @@ class PerImageAP:
 
     def ap(self, sample: Sequence[int] | np.ndarray | None = None) -> float:
         """AP on the images ``sample`` (all by default); -1 when nothing can be scored."""
+        values = self._by_category_and_threshold(sample)
+        return float(values.mean()) if values.size else -1.0
+
+    def ap_per_threshold(self, sample: Sequence[int] | np.ndarray | None = None) -> list[float]:
+        """AP at each IoU threshold (``iou_thresholds``), the mean over categories: where a
+        loss of AP@[.5:.95] lies (objects missed or mis-scored show at every threshold, box
+        edges off by a fraction of a pixel only at 0.9-0.95). -1 each when nothing scores."""
+        values = self._by_category_and_threshold(sample)
+        if not values.size:
+            return [-1.0] * self.thresholds
+        return [float(v) for v in values.mean(axis=0)]
+
+    def _by_category_and_threshold(self, sample: Sequence[int] | np.ndarray | None) -> np.ndarray:
+        """(categories with positives, thresholds): the precision averaged over recall."""
         indices = range(self.images) if sample is None else sample
-        values = []
+        rows = []
         for images in self._by_category:
             chosen = [images[i] for i in indices if images[i] is not None]
             positives = sum(c.positives for c in chosen)
@@ -70,9 +85,11 @@ class PerImageAP:
             order = np.argsort(-np.concatenate([c.scores for c in chosen]), kind="mergesort")
             tps = np.cumsum(np.concatenate([c.true for c in chosen], 1)[:, order], 1)
             fps = np.cumsum(np.concatenate([c.false for c in chosen], 1)[:, order], 1)
-            for tp, fp in zip(tps.astype(float), fps.astype(float)):
-                values.append(self._precision_at_recall(tp, fp, positives).mean())
-        return float(np.mean(values)) if values else -1.0
+            rows.append([
+                self._precision_at_recall(tp, fp, positives).mean()
+                for tp, fp in zip(tps.astype(float), fps.astype(float))
+            ])  # fmt: skip
+        return np.asarray(rows, dtype=float).reshape(len(rows), self.thresholds)
 
     def _precision_at_recall(self, tp: np.ndarray, fp: np.ndarray, positives: int) -> np.ndarray:
         recall = tp / positives

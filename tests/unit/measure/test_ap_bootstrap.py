@@ -71,6 +71,38 @@ def test_a_resample_is_pycocotools_ap_of_that_resample_written_out():
     )
 
 
+def test_ap_per_iou_threshold_is_pycocotools_precision_at_each_threshold():
+    """Against pycocotools' own accumulated precision array (area all, 100 detections):
+    the mean over recall points and categories at each threshold."""
+    import contextlib
+    import io
+
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    truth, results = synthetic(3)
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt = COCO()
+        gt.dataset = truth
+        gt.createIndex()
+        evaluator = COCOeval(gt, gt.loadRes(results), "bbox")
+        evaluator.evaluate()
+        evaluator.accumulate()
+    precision = evaluator.eval["precision"][:, :, :, 0, -1]  # (T, R, K), area all, 100 dets
+    want = [float(np.mean(p[p > -1])) for p in precision]
+    per_image = PerImageAP(truth, results)
+    assert per_image.iou_thresholds == pytest.approx(np.linspace(0.5, 0.95, 10).tolist())
+    assert per_image.ap_per_threshold() == pytest.approx(want, abs=1e-12)
+    assert np.mean(per_image.ap_per_threshold()) == pytest.approx(per_image.ap(), abs=1e-12)
+    # boxes off by about a pixel (0.3 -> 1.5 px of noise): nothing lost at IoU 0.5, most at 0.95
+    _, close = synthetic(3, noise=0.3)
+    _, off = synthetic(3, noise=1.5)
+    loss = np.subtract(
+        PerImageAP(truth, close).ap_per_threshold(), PerImageAP(truth, off).ap_per_threshold()
+    )
+    assert loss[0] == pytest.approx(0.0, abs=1e-12) and loss[-1] > 0.5
+
+
 def test_the_paired_difference_is_exact_on_the_whole_set_and_spreads_over_resamples():
     truth, results = synthetic(2)
     _, worse = synthetic(2, noise=12.0)  # the same boxes, placed worse
