@@ -47,6 +47,36 @@ from centernet.types import ModelSpec
 STAGE = "int8 fine-tuning (label-free QAT)"
 
 
+@contextlib.contextmanager
+def plain_torch_quantizers() -> Iterator[bool]:
+    """Run NNCF's fake quantizers as plain torch operations while fine-tuning.
+
+    NNCF's torch quantizers call a C++ extension that it compiles on first use: about a
+    minute on 2 cores, a C++ compiler required, and an error when the compile outlasts
+    its 60 s timeout (slow or busy machines); its fallback is ``torch.compile``, another
+    compiler. NNCF's own reference quantizer computes the same rounding and gradients with
+    torch operations, and the convolutions dominate a training step, so fine-tuning uses
+    that, uncompiled. Yields whether the swap was made (False: an NNCF whose internals
+    moved, which then compiles as before)."""
+    try:
+        from nncf.torch.quantization.extensions import QuantizedFunctionsCPU
+        from nncf.torch.quantization.reference import torch_executor
+    except ImportError:
+        yield False
+        return
+    if not hasattr(QuantizedFunctionsCPU, "_loaded_namespace"):
+        yield False
+        return
+    before = QuantizedFunctionsCPU._loaded_namespace
+    QuantizedFunctionsCPU._loaded_namespace = types.SimpleNamespace(
+        Quantize_forward=torch_executor.forward, Quantize_backward=torch_executor.backward
+    )
+    try:
+        yield True
+    finally:
+        QuantizedFunctionsCPU._loaded_namespace = before
+
+
 @dataclass
 class FinetuneResult:
     steps: int
@@ -60,6 +90,7 @@ class FinetuneResult:
     applied: bool = True  # False: it did not help on the held-out images, weights unchanged
 
 
+@plain_torch_quantizers()  # NNCF's quantizers as torch operations: nothing compiled
 def finetune(
     float_model: onnx.ModelProto,
     spec: ModelSpec,
@@ -74,21 +105,6 @@ def finetune(
     its int8 build reproduces the float outputs. ``keep_float`` names (as ONNX nodes) the
     convolutions the int8 build keeps float; the training copy's activation ranges follow
     the build's ``calibration`` settings (the extremes for entropy, which NNCF lacks)."""
-    _import_backends()  # the missing-dependency error before any work
-    with plain_torch_quantizers():
-        return _train(float_model, spec, paths, keep_float, out_path, config, progress, calibration)
-
-
-def _train(
-    float_model: onnx.ModelProto,
-    spec: ModelSpec,
-    paths: Sequence[Path],
-    keep_float: Sequence[str],
-    out_path: Path,
-    config: FinetuneConfig,
-    progress: Progress | None,
-    calibration: CalibrationConfig | None,
-) -> FinetuneResult:
     torch, nncf = _import_backends()
     from centernet.export.onnx_graph import ExportConfig, export_onnx
 
@@ -169,36 +185,6 @@ def distillation_loss(student: dict, teacher: dict) -> Any:
         power = (where * teacher[name].pow(2)).sum().clamp_min(1e-12)
         loss = loss + (where * (student[name] - teacher[name]).pow(2)).sum() / power
     return loss
-
-
-@contextlib.contextmanager
-def plain_torch_quantizers() -> Iterator[bool]:
-    """Run NNCF's fake quantizers as plain torch operations while fine-tuning.
-
-    NNCF's torch quantizers call a C++ extension that it compiles on first use: about a
-    minute on 2 cores, a C++ compiler required, and an error when the compile outlasts
-    its 60 s timeout (slow or busy machines); its fallback is ``torch.compile``, another
-    compiler. NNCF's own reference quantizer computes the same rounding and gradients with
-    torch operations, and the convolutions dominate a training step, so fine-tuning uses
-    that, uncompiled. Yields whether the swap was made (False: an NNCF whose internals
-    moved, which then compiles as before)."""
-    try:
-        from nncf.torch.quantization.extensions import QuantizedFunctionsCPU
-        from nncf.torch.quantization.reference import torch_executor
-    except ImportError:
-        yield False
-        return
-    if not hasattr(QuantizedFunctionsCPU, "_loaded_namespace"):
-        yield False
-        return
-    before = QuantizedFunctionsCPU._loaded_namespace
-    QuantizedFunctionsCPU._loaded_namespace = types.SimpleNamespace(
-        Quantize_forward=torch_executor.forward, Quantize_backward=torch_executor.backward
-    )
-    try:
-        yield True
-    finally:
-        QuantizedFunctionsCPU._loaded_namespace = before
 
 
 # ---------------------------------------------------------------- the torch network
